@@ -1,0 +1,12 @@
+// Command obol sells and buys API access with x402 on a Kubernetes stack.
+package main
+
+import (
+	"os"
+
+	"github.com/obolstack/obol/internal/cli/root"
+)
+
+func main() {
+	os.Exit(root.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

@@ -1,0 +1,107 @@
+// Package root assembles the obol command tree.
+package root
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/cli/version"
+)
+
+// NewCmdRoot builds the root command and every subcommand on f.
+func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
+	g := f.Global
+	cmd := &cobra.Command{
+		Use:   "obol",
+		Short: "Sell and buy API access with x402 on a Kubernetes stack",
+		Long: `obol lets the operator of a Kubernetes stack sell and buy API access with
+x402 (HTTP 402 "Payment Required" answered by a signed stablecoin transfer)
+and see the money move.`,
+		Example: `  # run the whole payment loop on this machine
+  obol dev --pay 5
+
+  # pay for one call to an x402 API
+  obol buy pay https://api.example.com/weather --key-file buyer.key --max-amount 0.01`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			lvl, err := cmdutil.ParseLogLevel(g.LogLevel)
+			if err != nil {
+				return err
+			}
+			f.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: lvl}))
+			return cmdutil.ValidateOutput(g.Output)
+		},
+	}
+	cmd.SetIn(f.IO.In)
+	cmd.SetOut(f.IO.Out)
+	cmd.SetErr(f.IO.ErrOut)
+	cmd.SuggestionsMinimumDistance = 2
+
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&g.Kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	pf.StringVar(&g.Context, "context", "", "kubeconfig context to use")
+	pf.StringVarP(&g.Namespace, "namespace", "n", "", "Kubernetes namespace (default: the context's namespace)")
+	pf.StringVarP(&g.Output, "output", "o", cmdutil.OutputTable, "output format: table, json or yaml")
+	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+
+	cmd.AddCommand(
+		version.NewCmdVersion(f, nil),
+		newCmdCompletion(f),
+	)
+	return cmd
+}
+
+// Main runs obol with args and returns the process exit code.
+func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	f := &cmdutil.Factory{
+		IO:     cmdutil.System(in, out, errOut),
+		Global: &cmdutil.GlobalOptions{},
+		Now:    time.Now,
+		Logger: slog.New(slog.NewTextHandler(errOut, nil)),
+	}
+	cmd := NewCmdRoot(f)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return handleError(cmd, errOut, err)
+}
+
+func handleError(root *cobra.Command, errOut io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	var exit *cmdutil.ExitError
+	code := 1
+	if errors.As(err, &exit) {
+		code = exit.Code
+	}
+	if errors.Is(err, cmdutil.SilentError) {
+		return code
+	}
+	msg := err.Error()
+	fmt.Fprintf(errOut, "Error: %s\n", strings.TrimRight(msg, "\n"))
+	if strings.HasPrefix(msg, "unknown command") && !strings.Contains(msg, "Did you mean") {
+		var names []string
+		for _, c := range root.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		fmt.Fprintf(errOut, "Available commands: %s\nRun '%s --help' for details.\n", strings.Join(names, ", "), root.CommandPath())
+	}
+	var flagErr *cmdutil.FlagError
+	if errors.As(err, &flagErr) || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "flag needs an argument") {
+		fmt.Fprintln(errOut, "Run 'obol --help' or add --help to the command for usage.")
+		if code == 1 {
+			code = 2
+		}
+	}
+	return code
+}
