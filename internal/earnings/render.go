@@ -141,7 +141,7 @@ func offerColumns(s *Snapshot, rows []OfferRow, now time.Time) []column {
 		cols = append(cols,
 			column{"CALLS " + w, 80, func(i int) string { return formatCount(rows[i].ChargedCalls.Window) }},
 			column{"REVENUE " + w, 90, func(i int) string { return FormatAmounts(rows[i].Revenue, true) }},
-			column{"LIFETIME", 40, func(i int) string { return FormatAmounts(rows[i].Revenue, false) }},
+			column{"LIFETIME", 25, func(i int) string { return FormatAmounts(rows[i].Revenue, false) }},
 		)
 	} else {
 		cols = append(cols,
@@ -154,11 +154,11 @@ func offerColumns(s *Snapshot, rows []OfferRow, now time.Time) []column {
 		rateTitle = "RATE " + rows[0].SettlementRateWindow
 	}
 	cols = append(cols,
-		column{rateTitle, 30, func(i int) string { return FormatRate(rows[i].SettlementRate) }},
+		column{rateTitle, 45, func(i int) string { return FormatRate(rows[i].SettlementRate) }},
 		column{"LAST PAID", 50, func(i int) string { return lastAgo(rows[i].LastSettlement, now) }},
 	)
 	if s.Source.Windowed {
-		cols = append(cols, column{"TREND", 20, func(i int) string {
+		cols = append(cols, column{"TREND", 35, func(i int) string {
 			if rows[i].Sparkline == nil {
 				return ""
 			}

@@ -127,9 +127,6 @@ type Amount struct {
 	Lifetime       string  `json:"lifetime"`
 	WindowAtomic   *string `json:"windowAtomic"`
 	LifetimeAtomic string  `json:"lifetimeAtomic"`
-
-	windowAtomic   *big.Int
-	lifetimeAtomic *big.Int
 }
 
 // LastSettlement is the time of the most recent settled payment.
@@ -361,7 +358,7 @@ func Build(d *Data, window Window, now time.Time, reg *evm.Registry) Snapshot {
 	if len(inexact) > 0 {
 		s.Notes = append(s.Notes, "revenue of "+strings.Join(dedupe(inexact), ", ")+" exceeds 2^53 atomic units: Prometheus stores floats, so the last digits are approximate")
 	}
-	s.Totals = totals(reg, s.Offers, d.Windowed)
+	s.Totals = Totals(s.Offers, d.Windowed)
 
 	for k, sp := range d.Spend {
 		s.Spend = append(s.Spend, SpendRow{
@@ -388,9 +385,13 @@ func Build(d *Data, window Window, now time.Time, reg *evm.Registry) Snapshot {
 	return s
 }
 
-func totals(reg *evm.Registry, rows []OfferRow, windowed bool) []ChainTotal {
+// Totals sums rows per chain and asset (exact, from the atomic strings).
+func Totals(rows []OfferRow, windowed bool) []ChainTotal {
+	type acc struct {
+		tmpl      Amount
+		win, life *big.Int
+	}
 	byChain := map[string]*ChainTotal{}
-	type acc struct{ win, life *big.Int }
 	amounts := map[string]map[string]*acc{}
 	var order []string
 	for _, r := range rows {
@@ -411,15 +412,15 @@ func totals(reg *evm.Registry, rows []OfferRow, windowed bool) []ChainTotal {
 		for _, a := range r.Revenue {
 			x := amounts[r.Chain][a.Asset]
 			if x == nil {
-				x = &acc{life: new(big.Int)}
+				x = &acc{tmpl: a, life: new(big.Int)}
 				if windowed {
 					x.win = new(big.Int)
 				}
 				amounts[r.Chain][a.Asset] = x
 			}
-			x.life.Add(x.life, a.lifetimeAtomic)
-			if x.win != nil && a.windowAtomic != nil {
-				x.win.Add(x.win, a.windowAtomic)
+			x.life.Add(x.life, parseAtomic(a.LifetimeAtomic))
+			if x.win != nil && a.WindowAtomic != nil {
+				x.win.Add(x.win, parseAtomic(*a.WindowAtomic))
 			}
 		}
 	}
@@ -427,31 +428,49 @@ func totals(reg *evm.Registry, rows []OfferRow, windowed bool) []ChainTotal {
 	out := make([]ChainTotal, 0, len(order))
 	for _, c := range order {
 		t := byChain[c]
-		assets := make([]string, 0, len(amounts[c]))
-		for a := range amounts[c] {
-			assets = append(assets, a)
-		}
-		sort.Strings(assets)
-		for _, a := range assets {
+		for _, a := range sortedAssets(amounts[c]) {
 			x := amounts[c][a]
-			t.Revenue = append(t.Revenue, newAmount(reg, c, a, x.win, x.life))
+			t.Revenue = append(t.Revenue, amountFrom(x.tmpl, x.win, x.life))
 		}
 		out = append(out, *t)
 	}
 	return out
 }
 
-func newAmount(reg *evm.Registry, chain, asset string, win, life *big.Int) Amount {
-	a := Amount{Asset: asset, lifetimeAtomic: life, windowAtomic: win, LifetimeAtomic: life.String()}
-	if tok, ok := lookupToken(reg, chain, asset); ok {
-		a.Symbol, a.Decimals, a.Known = tok.Symbol, int(tok.Decimals), true
+func sortedAssets[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	a.Lifetime = formatUnits(life, a)
+	sort.Strings(out)
+	return out
+}
+
+func parseAtomic(s string) *big.Int {
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return new(big.Int)
+	}
+	return v
+}
+
+// amountFrom is tmpl's asset with other figures.
+func amountFrom(tmpl Amount, win, life *big.Int) Amount {
+	a := Amount{Asset: tmpl.Asset, Symbol: tmpl.Symbol, Decimals: tmpl.Decimals, Known: tmpl.Known}
+	a.LifetimeAtomic, a.Lifetime = life.String(), formatUnits(life, a)
 	if win != nil {
 		ws, wa := formatUnits(win, a), win.String()
 		a.Window, a.WindowAtomic = &ws, &wa
 	}
 	return a
+}
+
+func newAmount(reg *evm.Registry, chain, asset string, win, life *big.Int) Amount {
+	a := Amount{Asset: asset}
+	if tok, ok := lookupToken(reg, chain, asset); ok {
+		a.Symbol, a.Decimals, a.Known = tok.Symbol, int(tok.Decimals), true
+	}
+	return amountFrom(a, win, life)
 }
 
 func formatUnits(v *big.Int, a Amount) string {

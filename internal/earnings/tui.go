@@ -248,6 +248,7 @@ func (m Model) visibleOffers() []OfferRow {
 
 // layout fits the table's columns and height to the terminal.
 func (m *Model) layout() {
+	cursor := m.table.Cursor()
 	m.table.SetRows(nil)
 	if m.snap == nil {
 		m.table.SetColumns(nil)
@@ -328,6 +329,7 @@ func (m *Model) layout() {
 	}
 	m.table.SetColumns(tcols)
 	m.table.SetRows(trows)
+	m.table.SetCursor(min(max(cursor, 0), max(n-1, 0)))
 	m.table.SetWidth(total())
 	m.table.SetHeight(min(n, m.tableRoom()) + 1)
 }
@@ -337,7 +339,7 @@ func (m *Model) layout() {
 func (m Model) tableRoom() int {
 	fixed := 4 + 1 // title, tabs, blank, table header; status line
 	if m.tab == TabEarnings && m.snap != nil {
-		fixed += 2 + len(m.snap.Totals) // blank, heading, one line per chain
+		fixed += 2 + 2*len(Totals(m.visibleOffers(), m.snap.Source.Windowed)) // blank, heading, up to two lines per chain
 	}
 	return max(1, m.height-fixed)
 }
@@ -373,7 +375,8 @@ func (m Model) View() string {
 
 	switch {
 	case m.snap == nil && m.err != nil:
-		b = append(b, "Could not read earnings.", m.st.Dim.Render(wrap("Check the URL, or pass --prometheus URL or --metrics-url URL. Press r to retry.", w)))
+		b = append(b, "Could not read earnings:", m.st.Error.Render(wrap(m.err.Error(), w)), "",
+			m.st.Dim.Render(wrap("Check the source, or pass --prometheus URL or --metrics-url URL. Press r to retry.", w)))
 	case m.snap == nil:
 		b = append(b, "Loading…")
 	case m.tab == TabEarnings && len(m.visibleOffers()) == 0:
@@ -389,8 +392,16 @@ func (m Model) View() string {
 		b = append(b, strings.Split(strings.TrimRight(m.table.View(), "\n"), "\n")...)
 		if m.tab == TabEarnings {
 			b = append(b, "", m.st.Heading.Render("Totals by chain"))
-			for _, t := range m.snap.Totals {
-				b = append(b, truncate(totalLine(m.snap, t), w))
+			for _, t := range Totals(m.visibleOffers(), m.snap.Source.Windowed) {
+				win, life := totalParts(m.snap, t)
+				switch {
+				case win == "":
+					b = append(b, truncate(t.ChainName+": "+life, w))
+				case lipgloss.Width(t.ChainName+": "+win+" · "+life) <= w:
+					b = append(b, t.ChainName+": "+win+" · "+life)
+				default:
+					b = append(b, truncate(t.ChainName+": "+win, w), truncate("  "+life, w))
+				}
 			}
 		}
 	}
@@ -417,13 +428,15 @@ func (m Model) View() string {
 	return strings.Join(lines, "\n") + "\n" + m.statusLine(w)
 }
 
-func totalLine(s *Snapshot, t ChainTotal) string {
-	life := fmt.Sprintf("%d calls, %s lifetime", t.ChargedCalls.Lifetime, FormatAmounts(t.Revenue, false))
+// totalParts renders a chain total's window and lifetime halves (window is
+// "" without history).
+func totalParts(s *Snapshot, t ChainTotal) (win, life string) {
+	life = fmt.Sprintf("%d calls, %s lifetime", t.ChargedCalls.Lifetime, FormatAmounts(t.Revenue, false))
 	if !s.Source.Windowed {
-		return t.ChainName + ": " + life
+		return "", life
 	}
-	return fmt.Sprintf("%s: %s calls, %s in %s · %s", t.ChainName, formatCount(t.ChargedCalls.Window),
-		FormatAmounts(t.Revenue, true), s.Window, life)
+	win = fmt.Sprintf("%s calls, %s in %s", formatCount(t.ChargedCalls.Window), FormatAmounts(t.Revenue, true), s.Window)
+	return win, life
 }
 
 func (m Model) statusLine(w int) string {
@@ -449,7 +462,7 @@ func (m Model) statusLine(w int) string {
 	if m.filter != "" {
 		parts = append(parts, "ns~"+m.filter)
 	}
-	parts = append(parts, "tab · s · / · r · q")
+	parts = append(parts, "tab · s sort · / filter · r refresh · q quit")
 	return m.st.Dim.Render(truncate(strings.Join(parts, " · "), w))
 }
 
