@@ -10,152 +10,23 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/obolstack/obol/internal/buyer/buyertest"
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/x402"
 )
 
-const usdcBaseSepolia = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-
 var sellerAddr = common.HexToAddress("0x209693Bc6afc0C5328bA36FaF03C514EF312287C")
 
-// seller is a test x402 server speaking exactly one protocol version. It
-// checks each payment the way a facilitator would (recipient, value, window,
-// EIP-712 signature recovered with the registry's domain, unused nonce) and
-// records what it saw.
-type seller struct {
-	t        *testing.T
-	version  int
-	reqs     []x402.Requirement
-	wantBody string
-	reject   bool // answer 402 even to a good payment
+func usdcReq(amount string) x402.Requirement { return buyertest.USDCBaseSepolia(amount, sellerAddr) }
 
-	mu       sync.Mutex
-	requests int
-	payments []common.Address
-	nonces   map[[32]byte]bool
-	bodies   []string
-}
-
-func newSeller(t *testing.T, version int, reqs ...x402.Requirement) (*seller, *httptest.Server) {
-	s := &seller{t: t, version: version, reqs: reqs, nonces: map[[32]byte]bool{}}
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
-	return s, srv
-}
-
-func usdcReq(amount string) x402.Requirement {
-	return x402.Requirement{
-		Scheme: x402.SchemeExact, Network: "eip155:84532", NetworkV1: "base-sepolia", Amount: amount,
-		Asset: usdcBaseSepolia, PayTo: sellerAddr.Hex(), MaxTimeoutSeconds: 60,
-		Extra:    x402.Extra{Name: "USDC", Version: "2"},
-		Resource: x402.ResourceInfo{URL: "http://example.test/weather", Description: "weather", MimeType: "application/json"},
-	}
-}
-
-func (s *seller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	s.mu.Lock()
-	s.requests++
-	s.bodies = append(s.bodies, string(body))
-	s.mu.Unlock()
-
-	header := x402.PaymentHeaderName(s.version)
-	other := x402.PaymentHeaderName(3 - s.version)
-	if r.Header.Get(other) != "" {
-		http.Error(w, "wrong payment header "+other, http.StatusBadRequest)
-		return
-	}
-	v := r.Header.Get(header)
-	if v == "" {
-		s.challenge(w, "payment required")
-		return
-	}
-	p, err := x402.DecodePayment(header, v)
-	if err != nil || p.Version != s.version || p.Exact == nil {
-		http.Error(w, "bad payment header", http.StatusBadRequest)
-		return
-	}
-	req := s.reqs[len(s.reqs)-1]
-	auth, err := evm.AuthorizationFromWire(p.Exact.Authorization)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	sig, err := evm.DecodeSignature(p.Exact.Signature)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	token, _ := evm.NewRegistry().Token(req.Network, req.Asset)
-	signer, err := evm.Recover(token.Domain(84532), auth, sig)
-	fail := ""
-	switch {
-	case err != nil || signer != auth.From:
-		fail = x402.ReasonInvalidSignature
-	case auth.To != common.HexToAddress(req.PayTo):
-		fail = x402.ReasonRecipientMismatch
-	case auth.Value.String() != req.Amount:
-		fail = x402.ReasonValueMismatch
-	case evm.CheckWindow(auth, time.Now(), 6*time.Second) != nil:
-		fail = x402.ReasonValidBefore
-	}
-	if s.version == x402.Version1 && (p.V1.Network != "base-sepolia" || p.V1.Scheme != "exact") {
-		fail = x402.ReasonInvalidNetwork
-	}
-	if s.version == x402.Version2 && (p.V2.Accepted.Network != "eip155:84532" || p.V2.Accepted.Amount != req.Amount) {
-		fail = x402.ReasonInvalidPaymentRequirements
-	}
-	s.mu.Lock()
-	if s.nonces[auth.Nonce] {
-		fail = x402.ReasonNonceAlreadyUsed
-	}
-	s.nonces[auth.Nonce] = true
-	s.payments = append(s.payments, auth.From)
-	s.mu.Unlock()
-	if s.wantBody != "" && string(body) != s.wantBody {
-		http.Error(w, "body not replayed: "+string(body), http.StatusBadRequest)
-		return
-	}
-	if s.reject {
-		fail = x402.ReasonInsufficientFunds
-	}
-	if fail != "" {
-		settle, _ := x402.EncodeSettleResponse(x402.SettleResponse{Success: false, ErrorReason: fail, Network: req.Network})
-		w.Header().Set(x402.ResponseHeaderName(s.version), settle)
-		s.challenge(w, fail)
-		return
-	}
-	settle, _ := x402.EncodeSettleResponse(x402.SettleResponse{Success: true, Payer: auth.From.Hex(),
-		Transaction: "0x" + strings.Repeat("ab", 32), Network: req.Network})
-	w.Header().Set(x402.ResponseHeaderName(s.version), settle)
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = io.WriteString(w, `{"forecast":"sunny"}`)
-}
-
-func (s *seller) challenge(w http.ResponseWriter, msg string) {
-	body, header, err := x402.PaymentRequired(s.version, msg, s.reqs)
-	if err != nil {
-		s.t.Errorf("build challenge: %v", err)
-	}
-	if header != "" {
-		w.Header().Set(x402.HeaderPaymentRequired, header)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusPaymentRequired)
-	_, _ = w.Write(body)
-}
-
-func (s *seller) paymentsSeen() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.payments)
+func newSeller(t *testing.T, version int, reqs ...x402.Requirement) (*buyertest.Seller, *httptest.Server) {
+	return buyertest.New(t, version, reqs...)
 }
 
 func testKey(t *testing.T) *ecdsa.PrivateKey {
@@ -186,9 +57,9 @@ func TestPaysEachVersion(t *testing.T) {
 	for _, version := range []int{x402.Version1, x402.Version2} {
 		t.Run(map[int]string{1: "v1", 2: "v2"}[version], func(t *testing.T) {
 			s, srv := newSeller(t, version, usdcReq("1000"))
-			s.wantBody = `{"city":"Lisbon"}`
+			s.WantBody = `{"city":"Lisbon"}`
 			p := newPayer(t)
-			res, err := p.Do(context.Background(), post(t, srv.URL+"/weather", s.wantBody))
+			res, err := p.Do(context.Background(), post(t, srv.URL+"/weather", s.WantBody))
 			if err != nil {
 				t.Fatalf("Do: %v", err)
 			}
@@ -204,7 +75,7 @@ func TestPaysEachVersion(t *testing.T) {
 			if res.Quote.Display() != "0.001 USDC" || res.Quote.Chain.Name != "base-sepolia" {
 				t.Fatalf("quote %s on %s", res.Quote.Display(), res.Quote.Chain.Name)
 			}
-			if got := s.paymentsSeen(); got != 1 {
+			if got := len(s.Payments()); got != 1 {
 				t.Fatalf("seller saw %d payments, want 1", got)
 			}
 			// validAfter = now-600s, validBefore = now+maxTimeoutSeconds.
@@ -293,8 +164,8 @@ func TestRefusesWithoutSigning(t *testing.T) {
 				if res == nil || res.Signed != nil || res.Status != 402 {
 					t.Fatalf("v%d: result %+v", version, res)
 				}
-				if s.paymentsSeen() != 0 || s.requests != 1 {
-					t.Fatalf("v%d: seller saw %d requests, %d payments; want 1, 0", version, s.requests, s.paymentsSeen())
+				if len(s.Payments()) != 0 || s.Requests() != 1 {
+					t.Fatalf("v%d: seller saw %d requests, %d payments; want 1, 0", version, s.Requests(), len(s.Payments()))
 				}
 			}
 		})
@@ -334,7 +205,7 @@ func TestRefusalListsEveryOption(t *testing.T) {
 func TestSecond402IsAnError(t *testing.T) {
 	for _, version := range []int{1, 2} {
 		s, srv := newSeller(t, version, usdcReq("1000"))
-		s.reject = true
+		s.Reject = true
 		res, err := newPayer(t).Do(context.Background(), post(t, srv.URL, "x"))
 		if !errors.Is(err, ErrPaymentRejected) || !strings.Contains(err.Error(), "insufficient_funds") {
 			t.Fatalf("v%d: err = %v", version, err)
@@ -342,8 +213,8 @@ func TestSecond402IsAnError(t *testing.T) {
 		if res.Status != 402 || res.Receipt == nil || res.Receipt.Success || res.Paid() {
 			t.Fatalf("v%d: result %+v", version, res)
 		}
-		if s.requests != 2 || s.paymentsSeen() != 1 {
-			t.Fatalf("v%d: %d requests %d payments, want exactly one retry", version, s.requests, s.paymentsSeen())
+		if s.Requests() != 2 || len(s.Payments()) != 1 {
+			t.Fatalf("v%d: %d requests %d payments, want exactly one retry", version, s.Requests(), len(s.Payments()))
 		}
 	}
 }
@@ -358,7 +229,7 @@ func TestPreviewSignsNothing(t *testing.T) {
 	if res.Quote == nil || res.Quote.Display() != "0.001 USDC" || res.Signed != nil {
 		t.Fatalf("result %+v", res)
 	}
-	if s.paymentsSeen() != 0 {
+	if len(s.Payments()) != 0 {
 		t.Fatal("preview sent a payment")
 	}
 	if _, err := p.Do(context.Background(), post(t, srv.URL, "{}")); err == nil {

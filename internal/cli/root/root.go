@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/obolstack/obol/internal/cli/buy"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/cli/version"
 )
@@ -55,6 +56,7 @@ and see the money move.`,
 	cmd.AddCommand(
 		version.NewCmdVersion(f, nil),
 		newCmdCompletion(f),
+		buy.NewCmdBuy(f),
 	)
 	return cmd
 }
