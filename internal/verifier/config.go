@@ -1,0 +1,794 @@
+package verifier
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/x402"
+)
+
+// Modes of the gate.
+const (
+	ModeProxy       = "proxy"       // "/" verifies, forwards upstream, settles
+	ModeForwardAuth = "forwardAuth" // "/verify" answers Traefik's ForwardAuth
+
+	ForwardAuthVerifyOnly  = "verify-only"  // 200 after verify; settlement happens elsewhere
+	ForwardAuthSettleFirst = "settle-first" // settle, then 200: the buyer is charged before the upstream runs
+
+	UnmatchedFree = "free" // unmatched paths pass (proxy: to the global upstream; ForwardAuth: 200)
+	UnmatchedDeny = "deny" // unmatched paths get 404
+)
+
+// Defaults of the pricing file.
+const (
+	DefaultMaxTimeoutSeconds  = 60
+	DefaultFacilitatorTimeout = 30 * time.Second
+	DefaultMaxResponseBytes   = 16 << 20
+	DefaultOfferNamespace     = "default"
+)
+
+// Spec is the pricing file as written: global settings and routes. The file
+// route source decodes it from YAML; the kube route source builds the routes
+// from ServiceOffers and keeps the file's globals. Compile validates it.
+type Spec struct {
+	PayTo              string      `yaml:"payTo" json:"payTo,omitempty"`
+	Wallet             string      `yaml:"wallet" json:"wallet,omitempty"` // the seed's name for payTo
+	Chain              string      `yaml:"chain" json:"chain,omitempty"`
+	FacilitatorURL     string      `yaml:"facilitatorURL" json:"facilitatorURL,omitempty"`
+	FacilitatorTimeout string      `yaml:"facilitatorTimeout" json:"facilitatorTimeout,omitempty"`
+	Mode               string      `yaml:"mode" json:"mode,omitempty"`
+	ForwardAuth        string      `yaml:"forwardAuth" json:"forwardAuth,omitempty"`
+	Unmatched          string      `yaml:"unmatched" json:"unmatched,omitempty"`
+	Upstream           string      `yaml:"upstream" json:"upstream,omitempty"`
+	Asset              *AssetSpec  `yaml:"asset" json:"asset,omitempty"`
+	MaxTimeoutSeconds  int         `yaml:"maxTimeoutSeconds" json:"maxTimeoutSeconds,omitempty"`
+	MaxResponseBytes   int64       `yaml:"maxResponseBytes" json:"maxResponseBytes,omitempty"`
+	ChallengeVersion   int         `yaml:"challengeVersion" json:"challengeVersion,omitempty"`
+	OfferNamespace     string      `yaml:"offerNamespace" json:"offerNamespace,omitempty"`
+	Routes             []RouteSpec `yaml:"routes" json:"routes,omitempty"`
+
+	// Source names where the spec came from in errors ("pricing.yaml").
+	Source string `yaml:"-" json:"-"`
+	pos    map[string]Pos
+}
+
+// AssetSpec overrides the token a route is paid in. With only a symbol or
+// an address the registry fills in the rest; a token the registry does not
+// know needs address, decimals, eip712Name and eip712Version.
+type AssetSpec struct {
+	Address       string `yaml:"address" json:"address,omitempty"`
+	Symbol        string `yaml:"symbol" json:"symbol,omitempty"`
+	Decimals      *int   `yaml:"decimals" json:"decimals,omitempty"`
+	EIP712Name    string `yaml:"eip712Name" json:"eip712Name,omitempty"`
+	EIP712Version string `yaml:"eip712Version" json:"eip712Version,omitempty"`
+}
+
+// RouteSpec is one priced path.
+type RouteSpec struct {
+	Pattern           string            `yaml:"pattern" json:"pattern"`
+	Price             string            `yaml:"price" json:"price"`
+	Description       string            `yaml:"description" json:"description,omitempty"`
+	MimeType          string            `yaml:"mimeType" json:"mimeType,omitempty"`
+	PayTo             string            `yaml:"payTo" json:"payTo,omitempty"`
+	Network           string            `yaml:"network" json:"network,omitempty"`
+	Asset             *AssetSpec        `yaml:"asset" json:"asset,omitempty"`
+	Upstream          string            `yaml:"upstream" json:"upstream,omitempty"`
+	StripPrefix       bool              `yaml:"stripPrefix" json:"stripPrefix,omitempty"`
+	UpstreamAuth      *UpstreamAuthSpec `yaml:"upstreamAuth" json:"upstreamAuth,omitempty"`
+	OfferNamespace    string            `yaml:"offerNamespace" json:"offerNamespace,omitempty"`
+	OfferName         string            `yaml:"offerName" json:"offerName,omitempty"`
+	MaxTimeoutSeconds int               `yaml:"maxTimeoutSeconds" json:"maxTimeoutSeconds,omitempty"`
+}
+
+// UpstreamAuthSpec adds a header to every request forwarded upstream, its
+// value read from an environment variable or a file (a mounted Secret). The
+// value is never logged.
+type UpstreamAuthSpec struct {
+	Header        string `yaml:"header" json:"header"`
+	ValueFromEnv  string `yaml:"valueFromEnv" json:"valueFromEnv,omitempty"`
+	ValueFromFile string `yaml:"valueFromFile" json:"valueFromFile,omitempty"`
+}
+
+// FieldError is one problem in a pricing spec: the field path
+// (routes[1].price), its position in the file when known, and what is wrong.
+type FieldError struct {
+	Path string
+	Pos  Pos
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// ConfigError lists every problem found in a pricing spec.
+type ConfigError struct {
+	Source string
+	Errors []*FieldError
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	src := e.Source
+	if src == "" {
+		src = "pricing config"
+	}
+	if len(e.Errors) == 1 {
+		fmt.Fprintf(&b, "invalid %s", src)
+	} else {
+		fmt.Fprintf(&b, "invalid %s (%d problems)", src, len(e.Errors))
+	}
+	for _, fe := range e.Errors {
+		b.WriteString("\n  ")
+		if fe.Pos.Line > 0 {
+			fmt.Fprintf(&b, "%s:%d:%d: ", src, fe.Pos.Line, fe.Pos.Column)
+		}
+		b.WriteString(fe.Error())
+	}
+	return b.String()
+}
+
+// Config is a validated pricing spec, ready for (*Server).ApplyConfig.
+type Config struct {
+	Source             string
+	Mode               string
+	ForwardAuth        string
+	Unmatched          string
+	FacilitatorURL     string
+	FacilitatorTimeout time.Duration
+	Upstream           *url.URL // global upstream; nil when none
+	MaxResponseBytes   int64
+	ChallengeVersion   int
+	Chain              evm.Chain // the global chain
+	Routes             []*Route
+}
+
+// Offer identifies the seller's offer a route belongs to; its parts are
+// the offer_namespace and offer_name metric labels.
+type Offer struct {
+	Namespace string
+	Name      string
+}
+
+// Route is one compiled route.
+type Route struct {
+	Pattern     Pattern
+	Offer       Offer
+	Chain       evm.Chain // the chain the route charges on (inherited or its own)
+	Token       evm.Token
+	Price       string   // as written, in token units
+	Amount      *big.Int // atomic units
+	Free        bool     // price 0: no payment asked
+	PayTo       common.Address
+	Description string
+	MimeType    string
+	MaxTimeout  int
+	Upstream    *url.URL // the route's or the global upstream; nil when none
+	StripPrefix bool
+	authHeader  string
+	authValue   string
+
+	amountStr string
+}
+
+// HasUpstreamAuth reports whether an auth header is added upstream (the
+// value itself is not exposed).
+func (r *Route) HasUpstreamAuth() bool { return r.authHeader != "" }
+
+// Requirement is the route's way to pay for a resource URL.
+func (r *Route) Requirement(resource string) x402.Requirement {
+	return x402.Requirement{
+		Scheme:            x402.SchemeExact,
+		Network:           r.Chain.CAIP2,
+		NetworkV1:         r.Chain.Name,
+		Amount:            r.amountStr,
+		Asset:             r.Token.Address.Hex(),
+		PayTo:             r.PayTo.Hex(),
+		MaxTimeoutSeconds: r.MaxTimeout,
+		Extra:             x402.Extra{Name: r.Token.EIP712Name, Version: r.Token.EIP712Version},
+		Resource:          x402.ResourceInfo{URL: resource, Description: r.Description, MimeType: r.MimeType},
+	}
+}
+
+// Match returns the first route matching a clean path.
+func (c *Config) Match(clean string) *Route {
+	for _, r := range c.Routes {
+		if r.Pattern.Match(clean) {
+			return r
+		}
+	}
+	return nil
+}
+
+// Environment is what Compile reads besides the spec: environment variables
+// and files for upstream auth. Zero value = the process's.
+type Environment struct {
+	Getenv   func(string) string
+	ReadFile func(string) ([]byte, error)
+}
+
+// LoadFile reads and compiles a pricing file. Errors name the file, line
+// and field.
+func LoadFile(path string, reg *evm.Registry, env Environment) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pricing file: %w (check --config)", err)
+	}
+	spec, err := ParseSpec(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(spec, reg, env)
+}
+
+// ParseSpec decodes a pricing file without validating its values.
+func ParseSpec(source string, data []byte) (*Spec, error) {
+	spec := &Spec{Source: source, pos: map[string]Pos{}}
+	if errs := decodeYAML(data, spec, spec.pos); len(errs) > 0 {
+		return nil, &ConfigError{Source: source, Errors: errs}
+	}
+	return spec, nil
+}
+
+// Compile validates a spec and resolves chains, tokens, amounts and
+// upstreams. Every problem is reported, each with its field path (and line
+// when the spec came from a file).
+func Compile(spec *Spec, reg *evm.Registry, env Environment) (*Config, error) {
+	if reg == nil {
+		reg = evm.Default()
+	}
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.ReadFile == nil {
+		env.ReadFile = os.ReadFile
+	}
+	c := &compiler{spec: spec, reg: reg, env: env}
+	cfg := c.compile()
+	if len(c.errs) > 0 {
+		for _, fe := range c.errs {
+			if fe.Pos.Line == 0 {
+				fe.Pos = c.posOf(fe.Path)
+			}
+		}
+		return nil, &ConfigError{Source: spec.Source, Errors: c.errs}
+	}
+	return cfg, nil
+}
+
+type compiler struct {
+	spec *Spec
+	reg  *evm.Registry
+	env  Environment
+	errs []*FieldError
+}
+
+func (c *compiler) fail(path, format string, args ...any) {
+	c.errs = append(c.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// posOf finds the position of a path or of its closest recorded parent.
+func (c *compiler) posOf(path string) Pos {
+	for p := path; p != ""; {
+		if pos, ok := c.spec.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return Pos{}
+}
+
+func (c *compiler) compile() *Config {
+	s := c.spec
+	cfg := &Config{Source: s.Source}
+
+	cfg.Mode = s.Mode
+	switch s.Mode {
+	case "":
+		cfg.Mode = ModeProxy
+	case ModeProxy, ModeForwardAuth:
+	default:
+		c.fail("mode", "%q is not a mode: use proxy or forwardAuth", s.Mode)
+	}
+	cfg.ForwardAuth = s.ForwardAuth
+	switch s.ForwardAuth {
+	case "":
+		cfg.ForwardAuth = ForwardAuthSettleFirst
+	case ForwardAuthVerifyOnly, ForwardAuthSettleFirst:
+	default:
+		c.fail("forwardAuth", "%q: use verify-only or settle-first", s.ForwardAuth)
+	}
+	cfg.Unmatched = s.Unmatched
+	switch s.Unmatched {
+	case "":
+		cfg.Unmatched = UnmatchedFree
+	case UnmatchedFree, UnmatchedDeny:
+	default:
+		c.fail("unmatched", "%q: use free (pass unmatched paths through) or deny (404)", s.Unmatched)
+	}
+
+	cfg.FacilitatorURL = strings.TrimRight(strings.TrimSpace(s.FacilitatorURL), "/")
+	if cfg.FacilitatorURL == "" {
+		c.fail("facilitatorURL", "missing: the URL of the x402 facilitator, e.g. https://x402.org/facilitator or http://127.0.0.1:4021 for `obol facilitator serve`")
+	} else if err := checkFacilitatorURL(cfg.FacilitatorURL); err != nil {
+		c.fail("facilitatorURL", "%v", err)
+	}
+	cfg.FacilitatorTimeout = DefaultFacilitatorTimeout
+	if s.FacilitatorTimeout != "" {
+		d, err := time.ParseDuration(s.FacilitatorTimeout)
+		if err != nil || d <= 0 {
+			c.fail("facilitatorTimeout", "%q is not a positive duration such as 30s", s.FacilitatorTimeout)
+		} else {
+			cfg.FacilitatorTimeout = d
+		}
+	}
+	if s.Upstream != "" {
+		cfg.Upstream = c.upstreamURL("upstream", s.Upstream)
+	}
+	cfg.MaxResponseBytes = s.MaxResponseBytes
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	} else if cfg.MaxResponseBytes < 0 {
+		c.fail("maxResponseBytes", "must be positive")
+	}
+	cfg.ChallengeVersion = s.ChallengeVersion
+	switch s.ChallengeVersion {
+	case 0:
+		cfg.ChallengeVersion = x402.Version2
+	case x402.Version1, x402.Version2:
+	default:
+		c.fail("challengeVersion", "%d: use 1 or 2", s.ChallengeVersion)
+	}
+	if s.MaxTimeoutSeconds < 0 {
+		c.fail("maxTimeoutSeconds", "must be positive")
+	}
+
+	globalPayTo := s.PayTo
+	payToPath := "payTo"
+	if s.Wallet != "" {
+		if globalPayTo != "" && !strings.EqualFold(globalPayTo, s.Wallet) {
+			c.fail("wallet", "differs from payTo; give only one of them")
+		}
+		if globalPayTo == "" {
+			globalPayTo, payToPath = s.Wallet, "wallet"
+		}
+	}
+	var payTo common.Address
+	havePayTo := false
+	if globalPayTo != "" {
+		payTo, havePayTo = c.address(payToPath, globalPayTo)
+	}
+
+	haveChain := false
+	if s.Chain != "" {
+		ch, err := c.reg.Chain(s.Chain)
+		if err != nil {
+			c.fail("chain", "%v", err)
+		} else {
+			cfg.Chain, haveChain = ch, true
+		}
+	}
+	globalNS := s.OfferNamespace
+	if globalNS == "" {
+		globalNS = DefaultOfferNamespace
+	} else if err := checkDNSLabel(globalNS); err != nil {
+		c.fail("offerNamespace", "%v", err)
+	}
+
+	if len(s.Routes) == 0 {
+		c.fail("routes", "no routes: add at least one {pattern, price}")
+	}
+	explicit := map[Offer]bool{}
+	derived := map[Offer]string{}
+	patterns := map[string]int{}
+	for i := range s.Routes {
+		rs := &s.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		r := &Route{Description: rs.Description, MimeType: rs.MimeType, StripPrefix: rs.StripPrefix}
+
+		pat, err := ParsePattern(rs.Pattern)
+		if err != nil {
+			c.fail(p+".pattern", "%v", err)
+		} else if j, dup := patterns[rs.Pattern]; dup {
+			c.fail(p+".pattern", "%q is already routes[%d]; the first match wins, so this route would never be used", rs.Pattern, j)
+		} else {
+			patterns[rs.Pattern] = i
+		}
+		r.Pattern = pat
+
+		// Chain: the route's network or the global chain.
+		chainOK := false
+		switch {
+		case rs.Network != "":
+			ch, err := c.reg.Chain(rs.Network)
+			if err != nil {
+				c.fail(p+".network", "%v", err)
+			} else {
+				r.Chain, chainOK = ch, true
+			}
+		case haveChain:
+			r.Chain, chainOK = cfg.Chain, true
+		case s.Chain == "":
+			c.fail(p+".network", "no chain: set the global chain or this route's network (e.g. base-sepolia or eip155:84532)")
+		}
+
+		switch {
+		case rs.PayTo != "":
+			r.PayTo, _ = c.address(p+".payTo", rs.PayTo)
+		case havePayTo:
+			r.PayTo = payTo
+		case globalPayTo == "":
+			c.fail(p+".payTo", "no payTo: set the global payTo (your wallet address) or this route's payTo")
+		}
+
+		// Token: the route's asset, else the global asset for routes on
+		// the global chain, else the chain's USDC.
+		if chainOK {
+			asset, assetPath := rs.Asset, p+".asset"
+			if asset == nil && (!haveChain || r.Chain.CAIP2 == cfg.Chain.CAIP2) {
+				asset, assetPath = s.Asset, "asset"
+			}
+			if tok, ok := c.token(assetPath, r.Chain, asset); ok {
+				r.Token = tok
+				r.Price = strings.TrimSpace(rs.Price)
+				if rs.Price == "" {
+					c.fail(p+".price", "missing: a decimal amount of %s such as \"0.001\" (or \"0\" for a free route)", tok.Symbol)
+				} else if amt, err := evm.ParseAmount(rs.Price, tok.Decimals); err != nil {
+					c.fail(p+".price", "%v", err)
+				} else {
+					r.Amount = amt
+					r.amountStr = amt.String()
+					r.Free = amt.Sign() == 0
+				}
+			}
+		}
+
+		r.MaxTimeout = rs.MaxTimeoutSeconds
+		switch {
+		case rs.MaxTimeoutSeconds < 0:
+			c.fail(p+".maxTimeoutSeconds", "must be positive")
+		case rs.MaxTimeoutSeconds == 0 && s.MaxTimeoutSeconds > 0:
+			r.MaxTimeout = s.MaxTimeoutSeconds
+		case rs.MaxTimeoutSeconds == 0:
+			r.MaxTimeout = DefaultMaxTimeoutSeconds
+		}
+
+		if rs.Upstream != "" {
+			r.Upstream = c.upstreamURL(p+".upstream", rs.Upstream)
+		} else {
+			r.Upstream = cfg.Upstream
+		}
+		if rs.Upstream == "" && s.Upstream == "" && cfg.Mode == ModeProxy {
+			c.fail(p+".upstream", "missing: proxy mode forwards paid requests; set this route's upstream or the global upstream (or use mode: forwardAuth)")
+		} else if rs.StripPrefix && rs.Upstream == "" && s.Upstream == "" {
+			c.fail(p+".stripPrefix", "set but the route has no upstream")
+		}
+		if a := rs.UpstreamAuth; a != nil {
+			r.authHeader, r.authValue = c.upstreamAuth(p+".upstreamAuth", a)
+		}
+
+		ns := rs.OfferNamespace
+		if ns == "" {
+			ns = globalNS
+		} else if err := checkDNSLabel(ns); err != nil {
+			c.fail(p+".offerNamespace", "%v", err)
+		}
+		name := rs.OfferName
+		if name == "" {
+			name = offerNameFromPattern(rs.Pattern)
+			o := Offer{ns, name}
+			if other, dup := derived[o]; dup || explicit[o] {
+				if !dup {
+					other = "an explicit offerName"
+				}
+				c.fail(p+".offerName", "the name derived from the pattern, %q, is also used by %s: set offerName", name, other)
+			}
+			derived[o] = p
+		} else {
+			if err := checkDNSLabel(name); err != nil {
+				c.fail(p+".offerName", "%v", err)
+			}
+			o := Offer{ns, name}
+			if other, dup := derived[o]; dup {
+				c.fail(p+".offerName", "%q is also the name derived from %s's pattern: pick another", name, other)
+			}
+			explicit[o] = true
+		}
+		r.Offer = Offer{Namespace: ns, Name: name}
+		cfg.Routes = append(cfg.Routes, r)
+	}
+	// One offer may span several routes (explicit offerName), but then they
+	// must charge on one chain, or its series would be split oddly.
+	chains := map[Offer]string{}
+	for i, r := range cfg.Routes {
+		if r.Chain.CAIP2 == "" {
+			continue
+		}
+		if ch, ok := chains[r.Offer]; ok && ch != r.Chain.CAIP2 {
+			c.fail(fmt.Sprintf("routes[%d].offerName", i), "offer %s/%s is already sold on %s by an earlier route; one offer charges on one chain", r.Offer.Namespace, r.Offer.Name, ch)
+		}
+		chains[r.Offer] = r.Chain.CAIP2
+	}
+	if !haveChain && s.Chain == "" {
+		// Record the first route's chain as "the" chain for display.
+		for _, r := range cfg.Routes {
+			if r.Chain.CAIP2 != "" {
+				cfg.Chain = r.Chain
+				break
+			}
+		}
+	}
+	return cfg
+}
+
+func (c *compiler) address(path, s string) (common.Address, bool) {
+	v := strings.TrimSpace(s)
+	if !strings.HasPrefix(v, "0x") || !common.IsHexAddress(v) {
+		c.fail(path, "%q is not an address: want 0x followed by 40 hex digits", s)
+		return common.Address{}, false
+	}
+	a := common.HexToAddress(v)
+	if a == (common.Address{}) {
+		c.fail(path, "the zero address cannot receive payments")
+		return a, false
+	}
+	// A mixed-case address carries an EIP-55 checksum; a typo breaks it.
+	if v != strings.ToLower(v) && v[2:] != strings.ToUpper(v[2:]) && a.Hex() != v {
+		c.fail(path, "%q has a wrong EIP-55 checksum (typo?); the checksummed form of this address is %s", s, a.Hex())
+		return a, false
+	}
+	return a, true
+}
+
+func (c *compiler) token(path string, ch evm.Chain, a *AssetSpec) (evm.Token, bool) {
+	if a == nil {
+		t, err := c.reg.Token(ch.CAIP2, "")
+		if err != nil {
+			c.fail(path, "%v", err)
+			return t, false
+		}
+		return t, true
+	}
+	var t evm.Token
+	switch {
+	case a.Address != "":
+		addr, ok := c.address(path+".address", a.Address)
+		if !ok {
+			return t, false
+		}
+		known, err := c.reg.Token(ch.CAIP2, addr.Hex())
+		if err == nil {
+			t = known
+		} else {
+			t = evm.Token{Chain: ch.CAIP2, Address: addr, Symbol: a.Symbol, TransferMethod: x402.TransferMethodEIP3009}
+			if ch.Dev {
+				// obol's own dev token unless told otherwise.
+				t.Decimals, t.EIP712Name, t.EIP712Version = 6, evm.DevTokenName, evm.DevTokenVersion
+				if t.Symbol == "" {
+					t.Symbol = evm.DevTokenSymbol
+				}
+			} else {
+				var missing []string
+				if a.Decimals == nil {
+					missing = append(missing, "decimals")
+				}
+				if a.EIP712Name == "" {
+					missing = append(missing, "eip712Name")
+				}
+				if a.EIP712Version == "" {
+					missing = append(missing, "eip712Version")
+				}
+				if len(missing) > 0 {
+					c.fail(path, "token %s is not known on %s: give %s (a wrong EIP-712 name makes every signature fail)", addr.Hex(), ch.Name, strings.Join(missing, ", "))
+					return t, false
+				}
+			}
+		}
+	case a.Symbol != "":
+		known, err := c.reg.Token(ch.CAIP2, a.Symbol)
+		if err != nil {
+			c.fail(path+".symbol", "%v; give the token's address, decimals, eip712Name and eip712Version", err)
+			return t, false
+		}
+		t = known
+	default:
+		known, err := c.reg.Token(ch.CAIP2, "")
+		if err != nil {
+			c.fail(path, "%v", err)
+			return t, false
+		}
+		t = known
+	}
+	if a.Symbol != "" {
+		t.Symbol = a.Symbol
+	}
+	if a.Decimals != nil {
+		if *a.Decimals < 0 || *a.Decimals > 36 {
+			c.fail(path+".decimals", "%d is out of range 0..36", *a.Decimals)
+			return t, false
+		}
+		t.Decimals = uint8(*a.Decimals)
+	}
+	if a.EIP712Name != "" {
+		t.EIP712Name = a.EIP712Name
+	}
+	if a.EIP712Version != "" {
+		t.EIP712Version = a.EIP712Version
+	}
+	return t, true
+}
+
+func (c *compiler) upstreamURL(path, raw string) *url.URL {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		c.fail(path, "%q is not an http(s) URL such as http://weather.default.svc:8080", raw)
+		return nil
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		c.fail(path, "%q: an upstream URL takes no query or fragment", raw)
+		return nil
+	}
+	return u
+}
+
+func (c *compiler) upstreamAuth(path string, a *UpstreamAuthSpec) (string, string) {
+	h := strings.TrimSpace(a.Header)
+	if h == "" {
+		c.fail(path+".header", "missing: the header to send upstream, e.g. Authorization")
+		return "", ""
+	}
+	if !validHeaderName(h) {
+		c.fail(path+".header", "%q is not a valid header name", h)
+		return "", ""
+	}
+	switch {
+	case a.ValueFromEnv != "" && a.ValueFromFile != "":
+		c.fail(path, "give valueFromEnv or valueFromFile, not both")
+	case a.ValueFromEnv != "":
+		v := c.env.Getenv(a.ValueFromEnv)
+		if v == "" {
+			c.fail(path+".valueFromEnv", "environment variable %s is empty or not set", a.ValueFromEnv)
+			return "", ""
+		}
+		return http.CanonicalHeaderKey(h), v
+	case a.ValueFromFile != "":
+		b, err := c.env.ReadFile(a.ValueFromFile)
+		if err != nil {
+			c.fail(path+".valueFromFile", "cannot read %s: %v", a.ValueFromFile, errors.Unwrap(err))
+			return "", ""
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			c.fail(path+".valueFromFile", "%s is empty", a.ValueFromFile)
+			return "", ""
+		}
+		return http.CanonicalHeaderKey(h), v
+	default:
+		c.fail(path, "give valueFromEnv or valueFromFile (secrets are never written inline)")
+	}
+	return "", ""
+}
+
+func validHeaderName(h string) bool {
+	for i := 0; i < len(h); i++ {
+		ch := h[i]
+		if !(ch == '-' || ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z') {
+			return false
+		}
+	}
+	return h != ""
+}
+
+// checkFacilitatorURL allows https anywhere and http only on loopback.
+func checkFacilitatorURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q uses http on a non-loopback host: payments would travel in clear; use https (http is allowed only for localhost/127.0.0.1/::1)", raw)
+	}
+	return fmt.Errorf("%q: scheme must be https (or http on loopback)", raw)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkDNSLabel(s string) error {
+	if len(s) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", s)
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		ok := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || (ch == '-' && i > 0 && i < len(s)-1)
+		if !ok {
+			return fmt.Errorf("%q is not a DNS label (lower-case letters, digits and inner dashes, like a Kubernetes name)", s)
+		}
+	}
+	return nil
+}
+
+// Summary is a log-friendly description of the routes (no secrets).
+func (c *Config) Summary() []string {
+	out := make([]string, 0, len(c.Routes))
+	for _, r := range c.Routes {
+		price := r.Price + " " + r.Token.Symbol
+		if r.Free {
+			price = "free"
+		}
+		out = append(out, fmt.Sprintf("%s → %s/%s %s on %s", r.Pattern, r.Offer.Namespace, r.Offer.Name, price, r.Chain.CAIP2))
+	}
+	return out
+}
+
+// offers returns the offers the config serves, sorted, with their chain and
+// the assets they charge in.
+func (c *Config) offers() []servedOffer {
+	m := map[Offer]*servedOffer{}
+	var order []Offer
+	for _, r := range c.Routes {
+		so, ok := m[r.Offer]
+		if !ok {
+			so = &servedOffer{Offer: r.Offer, Chain: r.Chain.CAIP2}
+			m[r.Offer] = so
+			order = append(order, r.Offer)
+		}
+		if !r.Free {
+			a := r.Token.Address.Hex()
+			found := false
+			for _, x := range so.Assets {
+				found = found || x == a
+			}
+			if !found {
+				so.Assets = append(so.Assets, a)
+			}
+		}
+	}
+	sort.Slice(order, func(i, j int) bool {
+		if order[i].Namespace != order[j].Namespace {
+			return order[i].Namespace < order[j].Namespace
+		}
+		return order[i].Name < order[j].Name
+	})
+	out := make([]servedOffer, 0, len(order))
+	for _, o := range order {
+		out = append(out, *m[o])
+	}
+	return out
+}
+
+type servedOffer struct {
+	Offer
+	Chain  string
+	Assets []string
+}
+

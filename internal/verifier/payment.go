@@ -1,0 +1,401 @@
+package verifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/x402"
+)
+
+// payment is one admitted payment: decoded, matched to the route, locked
+// against concurrent use and verified by the facilitator.
+type payment struct {
+	s       *Server
+	st      *state
+	route   *Route
+	p       *x402.Payment
+	req     x402.Requirement
+	vreq    x402.VerifyRequest
+	key     authKey
+	amount  *big.Int
+	expires time.Time
+	payer   string
+
+	used bool // remember the authorization as spent on finish
+}
+
+// version is the x402 version the buyer used; answers use it.
+func (pm *payment) version() int { return pm.p.Version }
+
+// finish releases the in-flight lock.
+func (pm *payment) finish() {
+	pm.s.guard.release(pm.key, pm.used, pm.expires)
+}
+
+// challengeVersion picks the version of the 402 body for a request that
+// carries no usable payment: v1 when the buyer sent only a v1 X-PAYMENT
+// header, else the configured version (2 by default). The PAYMENT-REQUIRED
+// header (a v2 construct) is sent either way.
+func challengeVersion(r *http.Request, cfg *Config) int {
+	if r.Header.Get(x402.HeaderXPayment) != "" && r.Header.Get(x402.HeaderPaymentSignature) == "" {
+		return x402.Version1
+	}
+	return cfg.ChallengeVersion
+}
+
+// admit runs everything before the upstream: decode, match, replay checks,
+// verify. On any refusal it writes the answer and returns nil.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route *Route, resource string) *payment {
+	req := route.Requirement(resource)
+	p, err := x402.PaymentFromHeader(r.Header)
+	if errors.Is(err, x402.ErrNoPayment) {
+		s.metrics.paymentRequired(route)
+		v := challengeVersion(r, st.cfg)
+		msg := x402.HeaderPaymentSignature + " header is required"
+		if v == x402.Version1 {
+			msg = x402.HeaderXPayment + " header is required"
+		}
+		writeChallenge(w, r, http.StatusPaymentRequired, v, msg, req, nil)
+		return nil
+	}
+	if err != nil {
+		s.metrics.failed(route, ReasonMalformedPayment)
+		writeMalformed(w, r, err)
+		return nil
+	}
+	refuse := func(reason string) *payment {
+		s.metrics.failed(route, reason)
+		s.log.Debug("payment refused", "offer", route.Offer.Name, "reason", reason)
+		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req, nil)
+		return nil
+	}
+	if p.Scheme != x402.SchemeExact || p.Exact == nil {
+		return refuse(x402.ReasonInvalidScheme)
+	}
+	if nw, err := s.opts.Registry.Normalize(p.Network); err != nil || nw != route.Chain.CAIP2 {
+		return refuse(x402.ReasonInvalidNetwork)
+	}
+	if p.Version == x402.Version2 {
+		a := p.V2.Accepted
+		amt, err := evm.ParseAtomic(a.Amount)
+		if !strings.EqualFold(a.Asset, req.Asset) || !strings.EqualFold(a.PayTo, req.PayTo) || err != nil || amt.Cmp(route.Amount) != 0 {
+			return refuse(x402.ReasonNoMatchingRequirement)
+		}
+	}
+	auth, err := evm.AuthorizationFromWire(p.Exact.Authorization)
+	if err != nil {
+		s.metrics.failed(route, ReasonMalformedPayment)
+		field := ""
+		var fe *evm.FieldError
+		if errors.As(err, &fe) {
+			field = "payload.authorization." + fe.Field
+		}
+		writeMalformed(w, r, &x402.DecodeError{Header: p.Header, Field: field, Err: errors.Unwrap(err)})
+		return nil
+	}
+	if auth.To != route.PayTo {
+		return refuse(x402.ReasonRecipientMismatch)
+	}
+	if auth.Value.Cmp(route.Amount) != 0 {
+		return refuse(x402.ReasonValueMismatch)
+	}
+	now := s.now()
+	pm := &payment{s: s, st: st, route: route, p: p, req: req, amount: auth.Value, payer: auth.From.Hex(),
+		key: newAuthKey(route.Chain.CAIP2, route.Token.Address.Hex(), auth.From.Hex(), p.Exact.Authorization.Nonce)}
+	pm.expires = expiry(auth.ValidBefore, now)
+	ok, used := s.guard.acquire(pm.key, now)
+	if used {
+		return refuse(ReasonAuthorizationReused)
+	}
+	if !ok {
+		return refuse(x402.ReasonAuthorizationInFlight)
+	}
+	pm.vreq, err = x402.NewVerifyRequest(p, req)
+	if err != nil {
+		pm.finish()
+		s.metrics.failed(route, ReasonMalformedPayment)
+		writeMalformed(w, r, &x402.DecodeError{Header: p.Header, Err: err})
+		return nil
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), st.cfg.FacilitatorTimeout)
+	start := time.Now()
+	vr, err := st.fac.Verify(ctx, pm.vreq)
+	cancel()
+	s.metrics.facilitatorDuration(facilitatorOpVerify, time.Since(start))
+	if err == nil && vr == nil {
+		err = errors.New("facilitator answered verify with nothing")
+	}
+	if err != nil {
+		pm.finish()
+		status, reason := facilitatorFailure(err)
+		s.metrics.failed(route, reason)
+		s.log.Warn("facilitator verify failed; request refused, upstream not called", "offer", route.Offer.Name, "err", err)
+		writeJSONError(w, r, status, errorBody{Error: "the payment facilitator did not answer: " + err.Error(), Reason: reason})
+		return nil
+	}
+	if !vr.IsValid {
+		pm.finish()
+		reason := vr.InvalidReason
+		if reason == "" {
+			reason = x402.ReasonInvalidPayload
+		}
+		s.metrics.failed(route, reason)
+		s.log.Debug("payment invalid", "offer", route.Offer.Name, "reason", reason, "message", vr.InvalidMessage, "payer", pm.payer)
+		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req, nil)
+		return nil
+	}
+	if vr.Payer != "" {
+		pm.payer = vr.Payer
+	}
+	s.metrics.verified(route)
+	return pm
+}
+
+// expiry is how long a used authorization is remembered: until a minute
+// after its validBefore (the token refuses it after that anyway), at most a
+// day.
+func expiry(validBefore *big.Int, now time.Time) time.Time {
+	limit := now.Add(24 * time.Hour)
+	if validBefore == nil || !validBefore.IsInt64() {
+		return limit
+	}
+	t := time.Unix(validBefore.Int64(), 0).Add(time.Minute)
+	if t.After(limit) {
+		return limit
+	}
+	return t
+}
+
+// settleOutcome is the result of settling: the response to send in the
+// payment response header, or a failure answer.
+type settleOutcome struct {
+	resp   *x402.SettleResponse
+	header string // encoded resp
+	fail   *answer
+}
+
+// settle asks the facilitator to settle. It runs to completion even if the
+// buyer goes away meanwhile, so the gate always knows what happened.
+func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
+	s, route := pm.s, pm.route
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pm.st.cfg.FacilitatorTimeout)
+	defer cancel()
+	start := time.Now()
+	sr, err := pm.st.fac.Settle(ctx, pm.vreq)
+	s.metrics.facilitatorDuration(facilitatorOpSettle, time.Since(start))
+	if err == nil && sr == nil {
+		err = errors.New("facilitator answered settle with nothing")
+	}
+	if err != nil {
+		// The outcome on chain is unknown: never serve, and never accept
+		// this authorization again (the buyer signs a new one).
+		pm.used = true
+		status, reason := facilitatorFailure(err)
+		s.metrics.failed(route, reason)
+		s.log.Error("facilitator settle failed; answer withheld", "offer", route.Offer.Name, "payer", pm.payer, "err", err)
+		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: "the payment facilitator did not settle: " + err.Error(), Reason: reason})}
+	}
+	if sr.Network == "" {
+		sr.Network = route.Chain.CAIP2
+	}
+	hv, encErr := x402.EncodeSettleResponse(*sr)
+	if !sr.Success {
+		reason := sr.ErrorReason
+		if reason == "" {
+			reason = ReasonSettleFailed
+		}
+		s.metrics.failed(route, reason)
+		s.log.Info("settlement refused; answer withheld, buyer not charged", "offer", route.Offer.Name, "payer", pm.payer, "reason", reason, "message", sr.ErrorMessage)
+		a := challengeAnswer(r, http.StatusPaymentRequired, pm.version(), reason, pm.req)
+		if encErr == nil {
+			a.header.Set(x402.ResponseHeaderName(pm.version()), hv)
+		}
+		return settleOutcome{resp: sr, fail: a}
+	}
+	pm.used = true
+	s.metrics.charged(route, pm.amount, s.now())
+	s.log.Info("payment settled", "offer", route.Offer.Namespace+"/"+route.Offer.Name, "chain", route.Chain.CAIP2,
+		"amount", pm.amount.String(), "asset", route.Token.Address.Hex(), "payer", pm.payer, "tx", sr.Transaction)
+	if encErr != nil {
+		hv = ""
+	}
+	return settleOutcome{resp: sr, header: hv}
+}
+
+// facilitatorFailure maps a facilitator client error to the answer status:
+// 503 when it timed out or could not be reached, 502 otherwise.
+func facilitatorFailure(err error) (int, string) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+	}
+	var t interface{ Timeout() bool }
+	if errors.As(err, &t) && t.Timeout() {
+		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+	}
+	var sc interface{ HTTPStatus() int }
+	if errors.As(err, &sc) && (sc.HTTPStatus() == http.StatusServiceUnavailable || sc.HTTPStatus() == http.StatusGatewayTimeout) {
+		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+	}
+	return http.StatusBadGateway, ReasonFacilitatorError
+}
+
+// answer is a prepared response.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a *answer) write(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range a.header {
+		h[k] = v
+	}
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
+}
+
+func (a *answer) Error() string { return fmt.Sprintf("answered %d", a.status) }
+
+type errorBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"`
+	Header string `json:"header,omitempty"`
+	Field  string `json:"field,omitempty"`
+}
+
+func jsonAnswer(r *http.Request, status int, body errorBody) *answer {
+	b, _ := json.Marshal(body)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	corsHeaders(h, r)
+	return &answer{status: status, header: h, body: append(b, '\n')}
+}
+
+func writeJSONError(w http.ResponseWriter, r *http.Request, status int, body errorBody) {
+	jsonAnswer(r, status, body).write(w)
+}
+
+func writeMalformed(w http.ResponseWriter, r *http.Request, err error) {
+	body := errorBody{Error: err.Error(), Reason: x402.ReasonInvalidPayload}
+	var de *x402.DecodeError
+	if errors.As(err, &de) {
+		body.Header, body.Field = de.Header, de.Field
+	}
+	writeJSONError(w, r, http.StatusBadRequest, body)
+}
+
+// challengeAnswer is a 402: the JSON body in the given version and, always,
+// the v2 PAYMENT-REQUIRED header.
+func challengeAnswer(r *http.Request, status, version int, msg string, req x402.Requirement) *answer {
+	reqs := []x402.Requirement{req}
+	body, hv, err := x402.PaymentRequired(version, msg, reqs)
+	if err != nil {
+		return jsonAnswer(r, http.StatusInternalServerError, errorBody{Error: "render 402: " + err.Error()})
+	}
+	if version != x402.Version2 {
+		if _, hv, err = x402.PaymentRequired(x402.Version2, msg, reqs); err != nil {
+			hv = ""
+		}
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	if hv != "" {
+		h.Set(x402.HeaderPaymentRequired, hv)
+	}
+	corsHeaders(h, r)
+	return &answer{status: status, header: h, body: body}
+}
+
+func writeChallenge(w http.ResponseWriter, r *http.Request, status, version int, msg string, req x402.Requirement, extra http.Header) {
+	a := challengeAnswer(r, status, version, msg, req)
+	for k, v := range extra {
+		a.header[k] = v
+	}
+	a.write(w)
+}
+
+// corsHeaders lets browsers read the payment headers of the gate's own
+// answers.
+func corsHeaders(h http.Header, r *http.Request) {
+	h.Set("Access-Control-Expose-Headers", x402.ExposedHeaders)
+	if r != nil && r.Header.Get("Origin") != "" {
+		h.Set("Access-Control-Allow-Origin", "*")
+	}
+}
+
+// exposePaymentHeaders adds the payment headers to an upstream answer's
+// Access-Control-Expose-Headers, keeping what the upstream exposes.
+func exposePaymentHeaders(h http.Header) {
+	prev := h.Values("Access-Control-Expose-Headers")
+	if len(prev) == 0 {
+		h.Set("Access-Control-Expose-Headers", x402.ExposedHeaders)
+		return
+	}
+	joined := strings.Join(prev, ", ")
+	if strings.Contains(joined, "*") {
+		return
+	}
+	h.Set("Access-Control-Expose-Headers", joined+", "+x402.ExposedHeaders)
+}
+
+// isPreflight reports a CORS preflight request.
+func isPreflight(method string, h http.Header) bool {
+	return method == http.MethodOptions && h.Get("Access-Control-Request-Method") != "" && h.Get("Origin") != ""
+}
+
+// writePreflight answers a CORS preflight for a priced route, allowing the
+// payment headers.
+func writePreflight(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+	allow := []string{x402.HeaderPaymentSignature, x402.HeaderXPayment, "Content-Type", "Authorization"}
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		allow = append(allow, req)
+	}
+	h.Set("Access-Control-Allow-Headers", strings.Join(allow, ", "))
+	h.Set("Access-Control-Expose-Headers", x402.ExposedHeaders)
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// resourceURL is the URL of the paid resource as the buyer sees it: scheme
+// and host from X-Forwarded-Proto/-Host when a proxy in front set them.
+func resourceURL(r *http.Request, requestURI string) string {
+	scheme := firstValue(r.Header.Get("X-Forwarded-Proto"))
+	if scheme != "http" && scheme != "https" {
+		scheme = "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+	}
+	host := firstValue(r.Header.Get("X-Forwarded-Host"))
+	if host == "" {
+		host = r.Host
+	}
+	return scheme + "://" + host + requestURI
+}
+
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.ToLower(strings.TrimSpace(first))
+}

@@ -1,0 +1,191 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/obolstack/obol/internal/x402"
+)
+
+type proxyCtxKey struct{}
+
+// proxyCtx travels with a request through the reverse proxy.
+type proxyCtx struct {
+	in       *http.Request
+	target   *url.URL
+	path     string // clean path to send upstream (after stripPrefix)
+	route    *Route // nil for an unmatched path
+	pay      *payment
+	maxBytes int64
+}
+
+func proxyCtxOf(r *http.Request) *proxyCtx {
+	pc, _ := r.Context().Value(proxyCtxKey{}).(*proxyCtx)
+	return pc
+}
+
+var (
+	errResponseTooLarge = errors.New("upstream answer too large")
+	errClientGone       = errors.New("buyer went away before settlement")
+	errUpgradeOnPaid    = errors.New("protocol upgrade on a paid route")
+)
+
+// serveProxy is "/" in proxy mode: match, (for priced routes) verify,
+// forward with the answer buffered, settle only when the upstream answered
+// below 400, then send the answer with the payment response header.
+func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
+	cfg := st.cfg
+	clean := cleanRequestPath(r.URL.Path)
+	route := cfg.Match(clean)
+	if route == nil {
+		if cfg.Unmatched == UnmatchedDeny || cfg.Upstream == nil {
+			writeJSONError(w, r, http.StatusNotFound, errorBody{Error: "no priced route matches " + clean})
+			return
+		}
+		s.forward(s.freeProxy, w, r, &proxyCtx{target: cfg.Upstream, path: clean})
+		return
+	}
+	target := route.Upstream
+	path := clean
+	if route.StripPrefix {
+		path = stripPrefix(clean, route.Pattern.LiteralPrefix())
+	}
+	if route.Free {
+		s.metrics.request(route)
+		s.forward(s.freeProxy, w, r, &proxyCtx{target: target, path: path, route: route})
+		return
+	}
+	if isPreflight(r.Method, r.Header) {
+		writePreflight(w, r)
+		return
+	}
+	s.metrics.request(route)
+	if r.Header.Get("Upgrade") != "" {
+		writeJSONError(w, r, http.StatusBadRequest, errorBody{Error: "protocol upgrades (websockets) are not supported on paid routes: the answer must be complete before settlement"})
+		return
+	}
+	pm := s.admit(w, r, st, route, resourceURL(r, r.URL.RequestURI()))
+	if pm == nil {
+		return
+	}
+	defer pm.finish()
+	s.forward(s.paidProxy, w, r, &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes})
+}
+
+func (s *Server) forward(p *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, pc *proxyCtx) {
+	if pc.target == nil {
+		writeJSONError(w, r, http.StatusBadGateway, errorBody{Error: "route has no upstream"})
+		return
+	}
+	pc.in = r
+	p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxyCtxKey{}, pc)))
+}
+
+// rewrite builds the upstream request.
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	pc := proxyCtxOf(pr.In)
+	pr.Out.URL.Path = pc.path
+	pr.Out.URL.RawPath = ""
+	pr.SetURL(pc.target)
+	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+	pr.SetXForwarded()
+	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := pr.In.Header.Get(h); v != "" {
+			pr.Out.Header.Set(h, v)
+		}
+	}
+	if pc.pay != nil {
+		// The upstream has no use for a spendable authorization.
+		pr.Out.Header.Del(x402.HeaderPaymentSignature)
+		pr.Out.Header.Del(x402.HeaderXPayment)
+	}
+	if pc.route != nil && pc.route.authHeader != "" {
+		pr.Out.Header.Set(pc.route.authHeader, pc.route.authValue)
+	}
+}
+
+// modifyPaid settles after a successful upstream answer (already buffered
+// by bufferingTransport, so nothing has reached the buyer yet).
+func (s *Server) modifyPaid(res *http.Response) error {
+	exposePaymentHeaders(res.Header)
+	pc := proxyCtxOf(res.Request)
+	if pc == nil || pc.pay == nil {
+		return nil
+	}
+	if res.StatusCode >= 400 {
+		s.log.Info("upstream answered an error; passed through, buyer not charged", "offer", pc.route.Offer.Name, "status", res.StatusCode)
+		return nil
+	}
+	if pc.in.Context().Err() != nil {
+		return errClientGone
+	}
+	out := pc.pay.settle(pc.in.Context(), pc.in)
+	if out.fail != nil {
+		return out.fail
+	}
+	if out.header != "" {
+		res.Header.Set(x402.ResponseHeaderName(pc.pay.version()), out.header)
+	}
+	return nil
+}
+
+// proxyError answers when the upstream could not be reached, its answer
+// was too large, or settlement failed. The buyer is never charged here.
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var a *answer
+	switch {
+	case errors.As(err, &a):
+		a.write(w)
+	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
+		w.WriteHeader(http.StatusBadGateway)
+	case errors.Is(err, errResponseTooLarge):
+		writeJSONError(w, r, http.StatusBadGateway, errorBody{Error: "the upstream answer is larger than maxResponseBytes: not served, not charged"})
+	case errors.Is(err, errUpgradeOnPaid):
+		writeJSONError(w, r, http.StatusBadGateway, errorBody{Error: "the upstream switched protocols on a paid route: not served, not charged"})
+	default:
+		pc := proxyCtxOf(r)
+		if pc != nil && pc.route != nil {
+			s.log.Warn("upstream unreachable", "offer", pc.route.Offer.Name, "err", err)
+		}
+		writeJSONError(w, r, http.StatusBadGateway, errorBody{Error: "the upstream did not answer; not charged"})
+	}
+}
+
+// bufferingTransport reads the whole upstream answer of a paid request
+// into memory (bounded) before the proxy writes anything, so settlement can
+// still decide whether the answer is delivered.
+type bufferingTransport struct {
+	base http.RoundTripper
+}
+
+func (t *bufferingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	pc := proxyCtxOf(req)
+	if pc == nil || pc.pay == nil {
+		return res, nil
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		res.Body.Close()
+		return nil, errUpgradeOnPaid
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, pc.maxBytes+1))
+	res.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read upstream answer: %w", err)
+	}
+	if int64(len(body)) > pc.maxBytes {
+		return nil, errResponseTooLarge
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	return res, nil
+}

@@ -1,0 +1,218 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/obolstack/obol/internal/evm"
+)
+
+// ConfigSink receives configs from a route source; *Server is one.
+type ConfigSink interface {
+	// ApplyConfig swaps in a new config (and prunes series of offers no
+	// longer served).
+	ApplyConfig(cfg *Config) error
+	// ReportReloadFailure records a config that could not be built; the
+	// last good one stays.
+	ReportReloadFailure(err error)
+}
+
+// RouteSource produces the gate's routes.
+type RouteSource interface {
+	// Start loads and applies the first config (an error means nothing was
+	// applied), then keeps the sink current in the background until ctx
+	// ends.
+	Start(ctx context.Context, sink ConfigSink) error
+}
+
+// WithRoutes returns a copy of the spec's global settings with routes
+// replaced, for sources that build routes elsewhere (ServiceOffers) and
+// keep the pricing file's globals.
+func (s *Spec) WithRoutes(source string, routes []RouteSpec) *Spec {
+	c := *s
+	c.Source = source
+	c.Routes = append([]RouteSpec(nil), routes...)
+	c.pos = map[string]Pos{}
+	for k, v := range s.pos {
+		if !strings.HasPrefix(k, "routes") {
+			c.pos[k] = v
+		}
+	}
+	return &c
+}
+
+// FileSource reads the routes from a pricing file and, with Watch,
+// reloads it when it changes. It watches the file's directory, so editors
+// that replace the file by renaming, and Kubernetes ConfigMap volumes that
+// swap a symlink, are both seen. A file that fails to load keeps the last
+// good config and counts a failed reload.
+type FileSource struct {
+	Path     string
+	Registry *evm.Registry
+	Env      Environment
+	Watch    bool
+	Logger   *slog.Logger
+	// Debounce groups the bursts of events one save makes (default 150ms).
+	Debounce time.Duration
+
+	mu   sync.Mutex
+	last []byte // content of the last file applied
+}
+
+// Load reads and compiles the file.
+func (f *FileSource) Load() (*Config, []byte, error) {
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read pricing file %s: %w", f.Path, err)
+	}
+	spec, err := ParseSpec(f.Path, data)
+	if err != nil {
+		return nil, data, err
+	}
+	cfg, err := Compile(spec, f.Registry, f.Env)
+	return cfg, data, err
+}
+
+// Start applies the file and, with Watch, starts watching it.
+func (f *FileSource) Start(ctx context.Context, sink ConfigSink) error {
+	if f.Logger == nil {
+		f.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, data, err := f.Load()
+	if err != nil {
+		sink.ReportReloadFailure(err)
+		return err
+	}
+	if err := sink.ApplyConfig(cfg); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.last = data
+	f.mu.Unlock()
+	if !f.Watch {
+		return nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch pricing file: %w", err)
+	}
+	dir := filepath.Dir(f.Path)
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return fmt.Errorf("watch directory %s of the pricing file: %w", dir, err)
+	}
+	f.Logger.Info("watching pricing file for changes", "path", f.Path)
+	go f.watch(ctx, w, sink)
+	return nil
+}
+
+func (f *FileSource) watch(ctx context.Context, w *fsnotify.Watcher, sink ConfigSink) {
+	defer w.Close()
+	debounce := f.Debounce
+	if debounce <= 0 {
+		debounce = 150 * time.Millisecond
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			// Any change in the directory may be ours (rename-replace,
+			// ConfigMap symlink swaps); the content check below skips the rest.
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			timer.Reset(debounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			f.Logger.Warn("pricing file watcher error", "err", err)
+		case <-timer.C:
+			f.reload(sink)
+		}
+	}
+}
+
+// Reload loads the file now and applies it if its content changed.
+func (f *FileSource) reload(sink ConfigSink) {
+	cfg, data, err := f.Load()
+	f.mu.Lock()
+	same := err == nil && bytes.Equal(data, f.last)
+	f.mu.Unlock()
+	if same {
+		return
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("%w (the file was removed; keeping the last good config until it is back)", err)
+		}
+		sink.ReportReloadFailure(err)
+		return
+	}
+	if err := sink.ApplyConfig(cfg); err != nil {
+		sink.ReportReloadFailure(err)
+		return
+	}
+	f.mu.Lock()
+	f.last = data
+	f.mu.Unlock()
+}
+
+// KubeSourceOptions configure the route source that reads ServiceOffers.
+type KubeSourceOptions struct {
+	Kubeconfig string
+	Context    string
+	Namespace  string // "" = all namespaces
+	// Globals are the pricing file's global settings (payTo, chain,
+	// facilitatorURL, mode, ...); the offers supply the routes.
+	Globals  *Spec
+	Registry *evm.Registry
+	Env      Environment
+	Logger   *slog.Logger
+}
+
+// ErrKubeSourceUnavailable is returned for --route-source kube while this
+// build has no ServiceOffer route source.
+var ErrKubeSourceUnavailable = errors.New("route source \"kube\" is not available yet in this build (ServiceOffer routes are still being added): use --route-source file")
+
+var (
+	kubeSourceMu      sync.Mutex
+	kubeSourceFactory func(KubeSourceOptions) (RouteSource, error)
+)
+
+// RegisterKubeSource installs the ServiceOffer route source; the file that
+// implements it calls this from init.
+func RegisterKubeSource(f func(KubeSourceOptions) (RouteSource, error)) {
+	kubeSourceMu.Lock()
+	defer kubeSourceMu.Unlock()
+	kubeSourceFactory = f
+}
+
+// NewKubeSource builds the ServiceOffer route source, or returns
+// ErrKubeSourceUnavailable.
+func NewKubeSource(opts KubeSourceOptions) (RouteSource, error) {
+	kubeSourceMu.Lock()
+	f := kubeSourceFactory
+	kubeSourceMu.Unlock()
+	if f == nil {
+		return nil, ErrKubeSourceUnavailable
+	}
+	return f(opts)
+}

@@ -1,0 +1,222 @@
+// Package verifier is the seller's payment gate: it answers unpaid requests
+// to priced routes with an x402 402 challenge, has a facilitator verify and
+// settle payments, forwards paid requests upstream (proxy mode) or answers
+// Traefik's ForwardAuth, and exposes the verifier's Prometheus series.
+//
+// Routes come from a Config. A route source (the pricing file, or
+// ServiceOffers in a cluster) builds one and hands it to
+// (*Server).ApplyConfig, which swaps it in atomically and prunes the metric
+// series of offers no longer served.
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/x402"
+)
+
+// Facilitator verifies and settles payments (internal/facilitator's client
+// satisfies it). Errors mean the facilitator could not answer: the gate
+// answers 502 or 503 and never calls the upstream.
+type Facilitator interface {
+	Verify(ctx context.Context, req x402.VerifyRequest) (*x402.VerifyResponse, error)
+	Settle(ctx context.Context, req x402.SettleRequest) (*x402.SettleResponse, error)
+}
+
+// Operational endpoints, reserved in every mode.
+const (
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
+	PathMetrics = "/metrics"
+	PathVerify  = "/verify" // ForwardAuth mode only; in proxy mode it is an ordinary path
+)
+
+// Options configure a Server.
+type Options struct {
+	// NewFacilitator returns the client for a facilitator URL; it is called
+	// when a config with a new facilitatorURL is applied. Required.
+	NewFacilitator func(url string) (Facilitator, error)
+	// Registry resolves chains and tokens (default evm.Default()).
+	Registry *evm.Registry
+	// Metrics receives the verifier's series (nil: none are recorded).
+	Metrics *Metrics
+	// Gatherer, when set, is served at /metrics.
+	Gatherer prometheus.Gatherer
+	// Logger (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Transport carries requests upstream (default: a clone of
+	// http.DefaultTransport).
+	Transport http.RoundTripper
+	// ReplayCacheSize bounds the cache of recently used authorizations
+	// (default 100000).
+	ReplayCacheSize int
+}
+
+// Server is the gate. Its handler serves "/", "/verify", "/healthz",
+// "/readyz" and "/metrics".
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
+	guard   *replayGuard
+	state   atomic.Pointer[state]
+	applyMu sync.Mutex
+
+	paidProxy *httputil.ReverseProxy
+	freeProxy *httputil.ReverseProxy
+	metricsH  http.Handler
+}
+
+type state struct {
+	cfg *Config
+	fac Facilitator
+}
+
+// New builds a Server. It is not ready until ApplyConfig succeeds.
+func New(opts Options) (*Server, error) {
+	if opts.NewFacilitator == nil {
+		return nil, errors.New("verifier: Options.NewFacilitator is required")
+	}
+	if opts.Registry == nil {
+		opts.Registry = evm.Default()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Transport == nil {
+		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, metrics: opts.Metrics, guard: newReplayGuard(opts.ReplayCacheSize)}
+	s.paidProxy = &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      &bufferingTransport{base: opts.Transport},
+		ModifyResponse: s.modifyPaid,
+		ErrorHandler:   s.proxyError,
+	}
+	s.freeProxy = &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      opts.Transport,
+		ModifyResponse: func(res *http.Response) error { exposePaymentHeaders(res.Header); return nil },
+		ErrorHandler:   s.proxyError,
+		FlushInterval:  -1,
+	}
+	if opts.Gatherer != nil {
+		s.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+	}
+	return s, nil
+}
+
+// ApplyConfig swaps in a new config atomically: requests already running
+// finish on the old one. Metric series of offers the new config no longer
+// serves (or serves on another chain or asset) are deleted; kept offers keep
+// their values. It counts a successful reload.
+func (s *Server) ApplyConfig(cfg *Config) error {
+	if cfg == nil {
+		return errors.New("verifier: nil config")
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	old := s.state.Load()
+	var fac Facilitator
+	if old != nil && old.cfg.FacilitatorURL == cfg.FacilitatorURL {
+		fac = old.fac
+	} else {
+		f, err := s.opts.NewFacilitator(cfg.FacilitatorURL)
+		if err != nil {
+			s.metrics.reload(false)
+			return fmt.Errorf("facilitator client for %s: %w", cfg.FacilitatorURL, err)
+		}
+		fac = f
+	}
+	if s.metrics != nil {
+		s.metrics.serve(cfg.offers())
+	}
+	s.state.Store(&state{cfg: cfg, fac: fac})
+	s.metrics.reload(true)
+	s.log.Info("pricing config applied", "source", cfg.Source, "mode", cfg.Mode, "routes", len(cfg.Routes), "facilitator", cfg.FacilitatorURL)
+	for _, line := range cfg.Summary() {
+		s.log.Info("route", "route", line)
+	}
+	return nil
+}
+
+// ReportReloadFailure records a config that could not be loaded: the last
+// good config stays in force.
+func (s *Server) ReportReloadFailure(err error) {
+	s.metrics.reload(false)
+	if s.Ready() {
+		s.log.Error("pricing config not reloaded; keeping the last good config", "err", err)
+	} else {
+		s.log.Error("pricing config not loaded; not ready", "err", err)
+	}
+}
+
+// Ready reports whether a valid config is loaded.
+func (s *Server) Ready() bool { return s.state.Load() != nil }
+
+// Config returns the config in force (nil before the first ApplyConfig).
+func (s *Server) Config() *Config {
+	if st := s.state.Load(); st != nil {
+		return st.cfg
+	}
+	return nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP dispatches the operational endpoints, then the gate.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case PathHealthz:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	case PathReadyz:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("no valid pricing config loaded\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	case PathMetrics:
+		if s.metricsH != nil {
+			s.metricsH.ServeHTTP(w, r)
+			return
+		}
+	}
+	st := s.state.Load()
+	if st == nil {
+		writeJSONError(w, r, http.StatusServiceUnavailable, errorBody{Error: "the payment gate has no valid pricing config yet; see its logs"})
+		return
+	}
+	if st.cfg.Mode == ModeForwardAuth {
+		if r.URL.Path == PathVerify {
+			s.serveForwardAuth(w, r, st)
+			return
+		}
+		writeJSONError(w, r, http.StatusNotFound, errorBody{Error: "this gate runs in forwardAuth mode: point Traefik's ForwardAuth at " + PathVerify})
+		return
+	}
+	s.serveProxy(w, r, st)
+}
