@@ -791,4 +791,3 @@ type servedOffer struct {
 	Chain  string
 	Assets []string
 }
-
