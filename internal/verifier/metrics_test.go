@@ -1,0 +1,260 @@
+package verifier
+
+import (
+	"context"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/obolstack/obol/internal/evm"
+)
+
+// scrape reads /metrics through the real handler and returns the families.
+func scrape(t *testing.T, h http.Handler) map[string][]*model.Sample {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if w.Code != 200 {
+		t.Fatalf("/metrics: %d", w.Code)
+	}
+	dec := expfmt.SampleDecoder{Dec: expfmt.NewDecoder(w.Body, expfmt.NewFormat(expfmt.TypeTextPlain)), Opts: &expfmt.DecodeOptions{Timestamp: model.Now()}}
+	out := map[string][]*model.Sample{}
+	for {
+		var v model.Vector
+		if err := dec.Decode(&v); err != nil {
+			if err == io.EOF {
+				break
+			}
+			t.Fatal(err)
+		}
+		for _, s := range v {
+			name := string(s.Metric[model.MetricNameLabel])
+			out[name] = append(out[name], s)
+		}
+	}
+	return out
+}
+
+var offerSeries = []string{
+	"obol_x402_verifier_requests_total",
+	"obol_x402_verifier_payment_required_total",
+	"obol_x402_verifier_payment_verified_total",
+	"obol_x402_verifier_payment_failed_total",
+	"obol_x402_verifier_charged_requests_total",
+	"obol_x402_verifier_last_payment_success_seconds",
+	"obol_x402_verifier_charged_atomic_units_total",
+	"obol_x402_verifier_payment_failures_total",
+}
+
+func TestMetricsChainLabelAndReloadPruning(t *testing.T) {
+	up := newUpstream(t)
+	doc := proxyDoc(up.URL)
+	g := newGate(t, doc)
+	b := newBuyer(t)
+	// Traffic on both paid offers: a charge, a 402, a failure each.
+	for _, path := range []string{"/weather/x", "/joke"} {
+		name, value := b.pay(t, g.evm, 2, challenge(t, g.h, path))
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.Header.Set(name, value)
+		if w := g.do(r); w.Code != 200 {
+			t.Fatalf("%s: %d", path, w.Code)
+		}
+		g.do(r.Clone(context.Background())) // reused → failure
+	}
+	fams := scrape(t, g.h)
+	for _, name := range offerSeries {
+		if len(fams[name]) == 0 {
+			t.Fatalf("no %s series", name)
+		}
+		for _, s := range fams[name] {
+			if s.Metric[LabelChain] != "eip155:84532" {
+				t.Fatalf("%s carries chain=%q; routes inheriting the global chain must carry its CAIP-2 id", s.Metric, s.Metric[LabelChain])
+			}
+		}
+	}
+	for _, name := range []string{"obol_x402_verifier_facilitator_request_duration_seconds_count", "obol_x402_verifier_config_reloads_total"} {
+		if len(fams[name]) == 0 {
+			t.Fatalf("no %s", name)
+		}
+	}
+	weatherCharged := counter(t, g, "charged", "weather")
+
+	// Reload without the jokes offer: all its series go, weather's stay.
+	cut := strings.Replace(doc, "  - pattern: /joke\n    price: \"0.01\"\n    offerName: jokes\n", "", 1)
+	if cut == doc {
+		t.Fatal("test doc did not change")
+	}
+	if err := g.srv.ApplyConfig(compileYAML(t, g.evm, cut)); err != nil {
+		t.Fatal(err)
+	}
+	fams = scrape(t, g.h)
+	for _, name := range offerSeries {
+		for _, s := range fams[name] {
+			if s.Metric[LabelOfferName] == "jokes" {
+				t.Fatalf("series of the removed offer survived the reload: %s", s.Metric)
+			}
+		}
+	}
+	if got := counter(t, g, "charged", "weather"); got != weatherCharged || got != 1 {
+		t.Fatalf("kept offer lost its value: %v", got)
+	}
+	// A request for the removed offer does not bring its series back.
+	if w := g.do(httptest.NewRequest(http.MethodGet, "/joke", nil)); w.Code != 200 {
+		t.Fatalf("now unmatched /joke passes free: %d", w.Code)
+	}
+	for _, s := range scrape(t, g.h)["obol_x402_verifier_requests_total"] {
+		if s.Metric[LabelOfferName] == "jokes" {
+			t.Fatal("removed offer's series came back")
+		}
+	}
+
+	// Moving weather to another chain drops its old-chain series.
+	moved := strings.Replace(cut, "    stripPrefix: true\n", "    stripPrefix: true\n    network: base\n", 1)
+	if err := g.srv.ApplyConfig(compileYAML(t, g.evm, moved)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scrape(t, g.h)["obol_x402_verifier_charged_requests_total"] {
+		if s.Metric[LabelOfferName] == "weather" && s.Metric[LabelChain] != "eip155:8453" {
+			t.Fatalf("old-chain series kept after the offer moved: %s", s.Metric)
+		}
+	}
+	if got := testutil.ToFloat64(g.metrics.ConfigReloads.WithLabelValues("success")); got != 3 {
+		t.Fatalf("reloads success = %v", got)
+	}
+}
+
+func TestChargedAtomicUnitsExact(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := evm.NewRegistry()
+	cfg := compileYAML(t, reg, validHead+"routes:\n  - {pattern: /a, price: \"9007199.254740\"}\n")
+	m.serve(cfg.offers())
+	r := cfg.Routes[0]
+	m.charged(r, r.Amount, time.Unix(1700000000, 500_000_000))
+	m.charged(r, big.NewInt(1), time.Unix(1700000001, 0))
+	lv := offerLabelValues(r.Offer, r.Chain.CAIP2)
+	if got := testutil.ToFloat64(m.ChargedAtomicUnits.WithLabelValues(append(lv, testUSDC)...)); got != 9007199254741 {
+		t.Fatalf("atomic units %v", got)
+	}
+	if got := testutil.ToFloat64(m.LastPaymentSuccess.WithLabelValues(lv...)); got != 1700000001 {
+		t.Fatalf("gauge %v", got)
+	}
+	if reasonLabel("something_new") != ReasonOther || reasonLabel("insufficient_funds") != "insufficient_funds" {
+		t.Fatal("reason mapping")
+	}
+}
+
+func TestReadyzAndHealthz(t *testing.T) {
+	srv, err := New(Options{NewFacilitator: func(string) (Facilitator, error) { return &stubFacilitator{}, nil }, Registry: evm.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(p string) int {
+		w := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, p, nil))
+		return w.Code
+	}
+	if get("/healthz") != 200 || get("/readyz") != 503 || get("/anything") != 503 {
+		t.Fatal("before config: want healthz 200, readyz 503, gate 503")
+	}
+	if err := srv.ApplyConfig(compileYAML(t, evm.NewRegistry(), validHead+"routes:\n  - {pattern: /a, price: \"1\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if get("/readyz") != 200 {
+		t.Fatal("after config: readyz")
+	}
+}
+
+type sinkRecorder struct {
+	*Server
+	applied chan *Config
+	failed  chan error
+}
+
+func (s *sinkRecorder) ApplyConfig(cfg *Config) error {
+	err := s.Server.ApplyConfig(cfg)
+	s.applied <- cfg
+	return err
+}
+
+func (s *sinkRecorder) ReportReloadFailure(err error) {
+	s.Server.ReportReloadFailure(err)
+	s.failed <- err
+}
+
+func TestFileSourceWatch(t *testing.T) {
+	up := newUpstream(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pricing.yaml")
+	doc := proxyDoc(up.URL)
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newGate(t, doc)
+	sink := &sinkRecorder{Server: g.srv, applied: make(chan *Config, 10), failed: make(chan error, 10)}
+	env := Environment{Getenv: func(string) string { return "s3cret" }}
+	src := &FileSource{Path: path, Registry: g.evm, Env: env, Watch: true, Debounce: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := src.Start(ctx, sink); err != nil {
+		t.Fatal(err)
+	}
+	<-sink.applied
+	wait := func(what string) (*Config, error) {
+		t.Helper()
+		select {
+		case c := <-sink.applied:
+			return c, nil
+		case err := <-sink.failed:
+			return nil, err
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no reload after %s", what)
+		}
+		return nil, nil
+	}
+
+	// An editor's rename-replace.
+	tmp := filepath.Join(dir, ".pricing.yaml.swp")
+	repriced := strings.Replace(doc, `price: "0.01"`, `price: "0.02"`, 1)
+	if err := os.WriteFile(tmp, []byte(repriced), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := wait("rename-replace")
+	if err != nil || cfg.Routes[2].Amount.String() != "20000" {
+		t.Fatalf("reload: %v", err)
+	}
+
+	// A broken file keeps the last good config and counts a failure.
+	if err := os.WriteFile(path, []byte(doc+"  - pattern: /x\n    price: 0.0000001\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = wait("broken write")
+	if err == nil || !strings.Contains(err.Error(), "pricing.yaml:") || !strings.Contains(err.Error(), "routes[3].price") {
+		t.Fatalf("want a file:line error naming routes[3].price, got %v", err)
+	}
+	if g.srv.Config() != cfg {
+		t.Fatal("broken file replaced the config in force")
+	}
+	if got := testutil.ToFloat64(g.metrics.ConfigReloads.WithLabelValues("failure")); got != 1 {
+		t.Fatalf("failure reloads = %v", got)
+	}
+	if w := g.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); w.Code != 200 {
+		t.Fatal("not ready after a failed reload")
+	}
+}
