@@ -33,7 +33,7 @@ const (
 // Defaults of the pricing file.
 const (
 	DefaultMaxTimeoutSeconds  = 60
-	DefaultFacilitatorTimeout = 30 * time.Second
+	DefaultFacilitatorTimeout = 60 * time.Second
 	DefaultMaxResponseBytes   = 16 << 20
 	DefaultOfferNamespace     = "default"
 )

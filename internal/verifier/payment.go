@@ -137,7 +137,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 	}
 	if err != nil {
 		pm.finish()
-		status, reason := facilitatorFailure(err)
+		status, reason := s.facilitatorFailure(err)
 		s.metrics.failed(route, reason)
 		s.log.Warn("facilitator verify failed; request refused, upstream not called", "offer", route.Offer.Name, "err", err)
 		writeJSONError(w, r, status, errorBody{Error: "the payment facilitator did not answer: " + err.Error(), Reason: reason})
@@ -200,7 +200,7 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 		// The outcome on chain is unknown: never serve, and never accept
 		// this authorization again (the buyer signs a new one).
 		pm.used = true
-		status, reason := facilitatorFailure(err)
+		status, reason := s.facilitatorFailure(err)
 		s.metrics.failed(route, reason)
 		s.log.Error("facilitator settle failed; answer withheld", "offer", route.Offer.Name, "payer", pm.payer, "err", err)
 		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: "the payment facilitator did not settle: " + err.Error(), Reason: reason})}
@@ -234,7 +234,13 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 
 // facilitatorFailure maps a facilitator client error to the answer status:
 // 503 when it timed out or could not be reached, 502 otherwise.
-func facilitatorFailure(err error) (int, string) {
+func (s *Server) facilitatorFailure(err error) (int, string) {
+	if s.opts.ClassifyFacilitatorError != nil {
+		if s.opts.ClassifyFacilitatorError(err) {
+			return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+		}
+		return http.StatusBadGateway, ReasonFacilitatorError
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
 		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
 	}

@@ -61,6 +61,11 @@ type Options struct {
 	// Transport carries requests upstream (default: a clone of
 	// http.DefaultTransport).
 	Transport http.RoundTripper
+	// ClassifyFacilitatorError, when set, decides whether a facilitator
+	// error is temporary (503) or not (502); the CLI wires the facilitator
+	// client's knowledge here. Without it, timeouts and refused connections
+	// are 503 and everything else 502.
+	ClassifyFacilitatorError func(err error) (temporary bool)
 	// ReplayCacheSize bounds the cache of recently used authorizations
 	// (default 100000).
 	ReplayCacheSize int
