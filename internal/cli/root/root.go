@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolstack/obol/internal/cli/buy"
+	"github.com/obolstack/obol/internal/cli/chains"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/cli/version"
+	"github.com/obolstack/obol/internal/cli/x402cmd"
 )
 
 // NewCmdRoot builds the root command and every subcommand on f.
@@ -56,6 +58,8 @@ and see the money move.`,
 	cmd.AddCommand(
 		version.NewCmdVersion(f, nil),
 		newCmdCompletion(f),
+		x402cmd.NewCmdX402(f),
+		chains.NewCmdChains(f, nil),
 		buy.NewCmdBuy(f),
 	)
 	return cmd
