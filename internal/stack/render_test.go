@@ -259,7 +259,7 @@ func TestRenderVerifierConfig(t *testing.T) {
 	_, objs := render(t, RenderOptions{Values: vals})
 	cm := find(objs, "ConfigMap", "obol-verifier")
 	cfg, _, _ := unstructured.NestedString(cm.Object, "data", "config.yaml")
-	for _, want := range []string{`wallet: "0x1111111111111111111111111111111111111111"`, `chain: "eip155:8453"`, `facilitatorURL: "https://facilitator.example"`, "verifyOnly: false", "routes: []"} {
+	for _, want := range []string{`payTo: "0x1111111111111111111111111111111111111111"`, `chain: "eip155:8453"`, `facilitatorURL: "https://facilitator.example"`, `mode: "proxy"`} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("verifier config lacks %q:\n%s", want, cfg)
 		}

@@ -89,9 +89,13 @@ seccompProfile:
 {{- if and $v.payTo (not (regexMatch "^0x[0-9a-fA-F]{40}$" (toString $v.payTo))) -}}
 {{- fail (printf "verifier.payTo %v is not an EVM address (0x and 40 hex digits); quote it in values files" $v.payTo) -}}
 {{- end -}}
-wallet: {{ $v.payTo | default "" | quote }}
+{{- if $v.payTo }}
+payTo: {{ $v.payTo | quote }}
+{{- end }}
 chain: {{ $v.chain | quote }}
 facilitatorURL: {{ $v.facilitatorURL | quote }}
-verifyOnly: {{ $v.verifyOnly }}
-routes: []
+mode: {{ $v.mode | quote }}
+{{- if $v.forwardAuth }}
+forwardAuth: {{ $v.forwardAuth | quote }}
+{{- end }}
 {{- end -}}
