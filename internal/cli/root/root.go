@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolstack/obol/internal/cli/buy"
+	"github.com/obolstack/obol/internal/cli/buyercmd"
 	"github.com/obolstack/obol/internal/cli/chains"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/cli/version"
@@ -61,6 +62,7 @@ and see the money move.`,
 		x402cmd.NewCmdX402(f),
 		chains.NewCmdChains(f, nil),
 		buy.NewCmdBuy(f),
+		buyercmd.NewCmdBuyer(f),
 	)
 	return cmd
 }
