@@ -1,0 +1,108 @@
+# obol — build, test and release tasks. `make help` lists the targets.
+#
+# Each target declares its own .PHONY line, so a new target is one
+# self-contained block appended at the end of this file.
+
+SHELL       := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO          ?= go
+FUZZTIME    ?= 10s
+K8S_VERSION ?= 1.37.2
+OBOL_CACHE  ?= $(HOME)/.cache/obol
+
+# envtest finds kube-apiserver and etcd here; `make test-deps` fills it.
+export KUBEBUILDER_ASSETS ?= $(OBOL_CACHE)/testbin/k8s-$(K8S_VERSION)
+
+# Version stamped into the binary (see internal/buildinfo).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/obolstack/obol/internal/buildinfo
+LDFLAGS   := -s -w -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Commit=$(COMMIT) -X $(BUILDINFO).Date=$(DATE)
+
+# Packages whose tests define fuzz targets or benchmarks (directories).
+pkgs_with = $(sort $(dir $(shell grep -rlE --include='*_test.go' '^func $(1)' . 2>/dev/null | grep -v -e '/node_modules/' -e '/testdata/')))
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/obol, stamped with version, commit and date
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/obol ./cmd/obol
+
+.PHONY: demo
+demo: ## run the whole payment loop locally and print the earnings
+	$(GO) run ./cmd/obol dev --pay 5 --exit-after
+
+.PHONY: test
+test: test-deps lint ## install test services, lint, run all tests with -race, then fuzz
+	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: test-deps
+test-deps: ## install prometheus, promtool, etcd; build kube-apiserver once (cached)
+	K8S_VERSION=$(K8S_VERSION) OBOL_CACHE=$(OBOL_CACHE) ./hack/test-deps.sh
+
+.PHONY: lint
+lint: ## go vet, and fail if gofmt would change a file
+	$(GO) vet ./...
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+
+.PHONY: fuzz
+fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
+	@pkgs="$(call pkgs_with,Fuzz)"; \
+	if [ -z "$$pkgs" ]; then echo "fuzz: no Fuzz targets"; exit 0; fi; \
+	$(GO) test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ {f[n++] = $$1; next} /^ok/ {for (i = 0; i < n; i++) print $$2, f[i]; n = 0}' | \
+	while read -r pkg target; do \
+		echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \
+	done
+
+.PHONY: bench
+bench: ## run the benchmarks of every package that has some
+	@pkgs="$(call pkgs_with,Benchmark)"; \
+	if [ -z "$$pkgs" ]; then echo "bench: no benchmarks"; exit 0; fi; \
+	$(GO) test -run '^$$' -bench . -benchmem $$pkgs
+
+.PHONY: generate
+generate: ## regenerate code (go generate: deepcopy, CRDs, contract bindings)
+	$(GO) generate ./...
+
+.PHONY: clean
+clean: ## remove build output (the test-binary cache under ~/.cache/obol stays)
+	rm -rf bin dist
+
+# Targets other areas add go below (e.g. contracts, contracts-check).
+
+# --- contracts: obol's Solidity token (embed/token), compiled with npm solc ---
+CONTRACTS_DIR := hack/contracts
+TOKEN_DIR     := embed/token
+TOKEN_ARTIFACTS := ObolUSD.abi.json ObolUSD.bin
+
+.PHONY: contracts-deps
+contracts-deps: ## install the pinned solc under hack/contracts/node_modules (npm ci) unless present
+	@cd $(CONTRACTS_DIR) && if ! node -e 'process.exit(require("./node_modules/solc/package.json").version === require("./package.json").devDependencies.solc ? 0 : 1)' 2>/dev/null; then \
+		echo "contracts: npm ci in $(CONTRACTS_DIR)"; npm ci --no-audit --no-fund; fi
+
+.PHONY: contracts
+contracts: contracts-deps ## compile embed/token/*.sol and rewrite the committed ABI and bytecode
+	node $(CONTRACTS_DIR)/compile.js
+
+.PHONY: contracts-check
+contracts-check: contracts-deps ## fail if the committed ABI/bytecode differ from a fresh compile
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	node $(CONTRACTS_DIR)/compile.js "$$tmp" >/dev/null; \
+	status=0; \
+	for f in $(TOKEN_ARTIFACTS); do \
+		if ! cmp -s "$$tmp/$$f" "$(TOKEN_DIR)/$$f"; then \
+			echo "contracts-check: $(TOKEN_DIR)/$$f differs from a fresh compile of $(TOKEN_DIR)/*.sol:"; \
+			cmp "$(TOKEN_DIR)/$$f" "$$tmp/$$f" || true; \
+			case "$$f" in *.json) diff -u "$(TOKEN_DIR)/$$f" "$$tmp/$$f" | head -40 || true;; esac; \
+			status=1; \
+		fi; \
+	done; \
+	if [ $$status -ne 0 ]; then echo "contracts-check: run 'make contracts' and commit $(TOKEN_DIR)/"; exit 1; fi; \
+	echo "contracts-check: $(TOKEN_DIR) artifacts match the Solidity source"
