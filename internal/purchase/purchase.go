@@ -29,6 +29,16 @@ import (
 // mirrors it into status.totalSigned; autoRefill.maxTotal caps it.
 const TotalSignedAnnotation = "obol.org/total-signed"
 
+// Condition types and reasons of a PurchaseRequest.
+const (
+	// ConditionPricingMismatch is True when the seller's probed price
+	// differs from the price the authorizations were signed for.
+	ConditionPricingMismatch = "PricingMismatch"
+	// ConditionBuyerConfigured is True when the buyer proxy has the
+	// request's upstream configuration.
+	ConditionBuyerConfigured = "BuyerConfigured"
+)
+
 // Terms are a seller's price as its 402 states it, resolved against the
 // chain registry.
 type Terms struct {

@@ -116,6 +116,9 @@ func LoadFile(path string, reg *evm.Registry) (*UpstreamConfig, error) {
 	return &u, nil
 }
 
+// Validate checks the upstream as the proxy does when it loads the file.
+func (u *UpstreamConfig) Validate(reg *evm.Registry) error { return u.validate(reg) }
+
 func (u *UpstreamConfig) validate(reg *evm.Registry) error {
 	if u.Name == "" {
 		return errors.New("field name: required")

@@ -18,6 +18,6 @@ this machine and a per-payment cap you set.`,
 		Example: `  # pay for one call, at most 0.01 USDC
   obol buy pay https://api.example.com/weather --key-file buyer.key --max-amount 0.01`,
 	}
-	cmd.AddCommand(NewCmdPay(f, nil))
+	cmd.AddCommand(NewCmdPay(f, nil), NewCmdCreate(f, nil), NewCmdRefill(f, nil), NewCmdList(f, nil), NewCmdStatus(f, nil), NewCmdDelete(f, nil))
 	return cmd
 }
