@@ -36,6 +36,9 @@ type ServeOptions struct {
 	ConfigDir string
 	StateFile string
 	Listen    string
+	// ReloadEvery re-reads ConfigDir periodically: a mounted ConfigMap
+	// changes on disk some time after the controller writes it.
+	ReloadEvery time.Duration
 }
 
 // NewCmdServe builds `obol buyer serve`.
@@ -77,6 +80,7 @@ Endpoints:
 	cmd.Flags().StringVar(&opts.ConfigDir, "config-dir", "", "directory of upstream files (*.yaml, *.json)")
 	cmd.Flags().StringVar(&opts.StateFile, "state", "", "state file recording used authorizations")
 	cmd.Flags().StringVar(&opts.Listen, "listen", ":8402", "address to listen on")
+	cmd.Flags().DurationVar(&opts.ReloadEvery, "reload-interval", 30*time.Second, "re-read --config-dir this often (0 = only on POST /admin/reload)")
 	return cmd
 }
 
@@ -112,6 +116,22 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		defer cancel()
 		_ = hs.Shutdown(sctx)
 	}()
+	if opts.ReloadEvery > 0 {
+		go func() {
+			t := time.NewTicker(opts.ReloadEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := srv.Reload(); err != nil {
+						log.Warn("reload buyer config, keeping the previous one", "err", err)
+					}
+				}
+			}
+		}()
+	}
 	for _, u := range srv.Status() {
 		log.Info("upstream", "name", u.Name, "chain", u.Chain, "price", u.Price, "remaining", u.Remaining)
 	}
