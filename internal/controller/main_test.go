@@ -1,0 +1,199 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/obolstack/obol/internal/controller"
+	obolkube "github.com/obolstack/obol/internal/kube"
+	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
+	"github.com/obolstack/obol/internal/testenv"
+)
+
+const (
+	crdDir        = "../../charts/obol/crds"
+	gatewayCRDDir = "../../testdata/crds/gateway-api"
+	testPayTo     = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+)
+
+var (
+	kube    *testenv.Kube
+	kubeErr error
+)
+
+// One API server for the package. It starts WITHOUT the Gateway API CRDs:
+// the first test checks the GatewayAPIMissing path, then installs them.
+func TestMain(m *testing.M) {
+	kube, kubeErr = testenv.StartKube(testenv.WithCRDs(crdDir), testenv.WithScheme(obolkube.Scheme()))
+	code := m.Run()
+	kube.Stop()
+	os.Exit(code)
+}
+
+var (
+	gatewayOnce      sync.Once
+	gatewayErr       error
+	gatewayInstalled bool
+	gatewayMu        sync.Mutex
+)
+
+// ensureGatewayAPI installs the vendored Gateway API CRDs once.
+func ensureGatewayAPI(t *testing.T) {
+	t.Helper()
+	gatewayOnce.Do(func() {
+		_, gatewayErr = envtest.InstallCRDs(kube.Config, envtest.CRDInstallOptions{
+			Paths: []string{gatewayCRDDir}, ErrorIfPathMissing: true, MaxTime: time.Minute,
+		})
+		gatewayMu.Lock()
+		gatewayInstalled = gatewayErr == nil
+		gatewayMu.Unlock()
+	})
+	if gatewayErr != nil {
+		t.Fatalf("install Gateway API CRDs: %v", gatewayErr)
+	}
+}
+
+func isGatewayInstalled() bool {
+	gatewayMu.Lock()
+	defer gatewayMu.Unlock()
+	return gatewayInstalled
+}
+
+func setup(t *testing.T) (string, client.Client) {
+	t.Helper()
+	testenv.SkipOrFail(t, kubeErr)
+	kube.LogOnFailure(t)
+	return kube.NewNamespace(t), kube.Client
+}
+
+// newReconciler returns a reconciler with short retries, routing to a
+// verifier in verifierNS.
+func newReconciler(c client.Client, verifierNS string) *controller.ServiceOfferReconciler {
+	return &controller.ServiceOfferReconciler{
+		Client: c,
+		Route: controller.RouteTarget{
+			GatewayName: "obol-gw", GatewayNamespace: "gateway-system",
+			VerifierService: "obol-verifier", VerifierNamespace: verifierNS, VerifierPort: 8080,
+		},
+		PublicBaseURL:        "https://obol.example.com",
+		GatewayMissingRetry:  300 * time.Millisecond,
+		UpstreamMissingRetry: 300 * time.Millisecond,
+	}
+}
+
+// startManager runs a controller-runtime manager with r until the test ends.
+func startManager(t *testing.T, r *controller.ServiceOfferReconciler) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
+		Scheme:                 obolkube.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Client = mgr.GetClient()
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+}
+
+func createUpstream(t *testing.T, ns, name string, port int32) {
+	t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: port}}},
+	}
+	if err := kube.Client.Create(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newOffer(ns, name string) *v1alpha1.ServiceOffer {
+	return &v1alpha1.ServiceOffer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ServiceOfferSpec{
+			Type:     v1alpha1.OfferTypeHTTP,
+			Upstream: v1alpha1.OfferUpstream{Service: "weather-api", Port: 8080},
+			Payment: v1alpha1.OfferPayment{
+				Network: "eip155:84532",
+				PayTo:   testPayTo,
+				Price:   v1alpha1.OfferPrice{PerRequest: "0.001"},
+			},
+		},
+	}
+}
+
+// eventually polls check until it returns "" or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		last = check()
+		if last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s: %s", timeout, what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func getOffer(t *testing.T, ns, name string) *v1alpha1.ServiceOffer {
+	t.Helper()
+	var o v1alpha1.ServiceOffer
+	if err := kube.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &o); err != nil {
+		t.Fatal(err)
+	}
+	return &o
+}
+
+// condIs reports "" when condition typ has status and reason for the
+// offer's current generation, else what it found.
+func condIs(o *v1alpha1.ServiceOffer, typ string, status metav1.ConditionStatus, reason string) string {
+	c := meta.FindStatusCondition(o.Status.Conditions, typ)
+	if c == nil {
+		return typ + " not set"
+	}
+	if c.Status != status || (reason != "" && c.Reason != reason) || c.ObservedGeneration != o.Generation {
+		return fmt.Sprintf("%s = %s/%s (gen %d of %d): %s", typ, c.Status, c.Reason, c.ObservedGeneration, o.Generation, c.Message)
+	}
+	return ""
+}
+
+func conds(o *v1alpha1.ServiceOffer, want map[string][2]string) string {
+	var bad []string
+	for typ, sr := range want {
+		if m := condIs(o, typ, metav1.ConditionStatus(sr[0]), sr[1]); m != "" {
+			bad = append(bad, m)
+		}
+	}
+	return strings.Join(bad, "; ")
+}
