@@ -1,0 +1,134 @@
+package sell
+
+import (
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/kube"
+	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
+)
+
+const payTo = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+func TestNewCmdCreateParsesFlags(t *testing.T) {
+	f, _ := cmdutil.NewTestFactory()
+	f.Global.Namespace = "shop"
+	var got *CreateOptions
+	cmd := NewCmdCreate(f, func(o *CreateOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"qwen", "--upstream", "ollama.llm:11434", "--price", "0.002", "--chain", "base",
+		"--pay-to", payTo, "--type", "inference", "--model", "qwen3:8b", "--path", "/qwen",
+		"--description", "Qwen", "--asset", "USDC", "--wait", "--dry-run"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "qwen" || got.Upstream != "ollama.llm:11434" || got.Price != "0.002" || got.Chain != "base" ||
+		got.PayTo != payTo || got.Type != "inference" || got.Model != "qwen3:8b" || got.Path != "/qwen" ||
+		got.Description != "Qwen" || got.Asset != "USDC" || !got.Wait || !got.DryRun || got.Kube.Namespace != "shop" {
+		t.Errorf("options = %+v", got)
+	}
+}
+
+func TestParseUpstream(t *testing.T) {
+	for _, tc := range []struct {
+		in, svc, ns string
+		port        int32
+		err         string
+	}{
+		{"weather:8080", "weather", "", 8080, ""},
+		{"ollama.llm:11434", "ollama", "llm", 11434, ""},
+		{"ollama.llm.svc.cluster.local:11434", "ollama", "llm", 11434, ""},
+		{"weather", "", "", 0, "SVC[.NAMESPACE]:PORT"},
+		{"weather:0", "", "", 0, "port"},
+		{"weather:http", "", "", 0, "port"},
+		{"Weather:80", "", "", 0, "Service name"},
+		{"", "", "", 0, "required"},
+	} {
+		svc, ns, port, err := ParseUpstream(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || svc != tc.svc || ns != tc.ns || port != tc.port {
+			t.Errorf("%q = %s %s %d %v", tc.in, svc, ns, port, err)
+		}
+	}
+}
+
+func TestBuildOfferFillsRegistryFacts(t *testing.T) {
+	o, err := BuildOffer(&CreateOptions{Name: "weather", Upstream: "weather-api:8080", Price: "0.001",
+		Chain: "base-sepolia", PayTo: strings.ToLower(payTo)}, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := o.Spec.Payment
+	if p.Network != "eip155:84532" || p.PayTo != payTo || p.Scheme != v1alpha1.SchemeExact {
+		t.Errorf("payment = %+v (want CAIP-2 network, checksummed payTo)", p)
+	}
+	if p.Asset == nil || p.Asset.Address != "0x036CbD53842c5426634e7929541eC2318f3dCF7e" || p.Asset.Decimals != 6 ||
+		p.Asset.Symbol != "USDC" || p.Asset.EIP712Name != "USDC" || p.Asset.EIP712Version != "2" || p.Asset.TransferMethod != v1alpha1.TransferEIP3009 {
+		t.Errorf("asset = %+v", p.Asset)
+	}
+	if o.Spec.Path != "/services/weather" || o.Spec.Type != v1alpha1.OfferTypeHTTP || o.Namespace != "demo" {
+		t.Errorf("spec = %+v", o.Spec)
+	}
+}
+
+func TestBuildOfferRejectsBadInput(t *testing.T) {
+	base := CreateOptions{Name: "weather", Upstream: "weather-api:8080", Price: "0.001", Chain: "base-sepolia", PayTo: payTo}
+	for name, tc := range map[string]struct {
+		mutate func(*CreateOptions)
+		want   string
+	}{
+		"checksum":      {func(o *CreateOptions) { o.PayTo = "0x70997970C51812dc3A010C7d01b50e0d17dc79c8" }, "--pay-to"},
+		"short address": {func(o *CreateOptions) { o.PayTo = "0x1234" }, "--pay-to"},
+		"no address":    {func(o *CreateOptions) { o.PayTo = "" }, "--pay-to"},
+		"zero address":  {func(o *CreateOptions) { o.PayTo = "0x0000000000000000000000000000000000000000" }, "zero address"},
+		"chain":         {func(o *CreateOptions) { o.Chain = "base-goerli" }, "--chain"},
+		"price digits":  {func(o *CreateOptions) { o.Price = "0.0000001" }, "--price"},
+		"price format":  {func(o *CreateOptions) { o.Price = "1,5" }, "--price"},
+		"price zero":    {func(o *CreateOptions) { o.Price = "0" }, "zero"},
+		"no price":      {func(o *CreateOptions) { o.Price = "" }, "--price"},
+		"asset":         {func(o *CreateOptions) { o.Asset = "DAI" }, "--asset"},
+		"name":          {func(o *CreateOptions) { o.Name = "Weather_API" }, "name"},
+		"path":          {func(o *CreateOptions) { o.Path = "weather" }, "--path"},
+		"type":          {func(o *CreateOptions) { o.Type = "grpc" }, "--type"},
+		"model":         {func(o *CreateOptions) { o.Type = "inference" }, "--model"},
+		"upstream":      {func(o *CreateOptions) { o.Upstream = "weather-api" }, "--upstream"},
+	} {
+		opts := base
+		tc.mutate(&opts)
+		_, err := BuildOffer(&opts, "demo")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", name, err, tc.want)
+		}
+	}
+}
+
+// --dry-run needs no cluster and prints a manifest that decodes strictly
+// into the ServiceOffer type (the envtest suite also has the API server
+// accept it).
+func TestDryRunPrintsManifest(t *testing.T) {
+	f, ios := cmdutil.NewTestFactory()
+	out := ios.Out.(interface{ String() string })
+	opts := &CreateOptions{IO: f.IO, Kube: kube.Options{Namespace: "demo", Kubeconfig: "/nonexistent"}, Output: "yaml",
+		Name: "weather", Upstream: "weather-api:8080", Price: "0.001", Chain: "base-sepolia", PayTo: payTo, DryRun: true}
+	if err := createRun(t.Context(), opts); err != nil {
+		t.Fatal(err)
+	}
+	var o v1alpha1.ServiceOffer
+	if err := yaml.UnmarshalStrict([]byte(out.String()), &o); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if o.APIVersion != "obol.org/v1alpha1" || o.Kind != "ServiceOffer" || o.Name != "weather" || o.Namespace != "demo" ||
+		o.Spec.Payment.Price.PerRequest != "0.001" {
+		t.Errorf("manifest = %s", out)
+	}
+	if strings.Contains(out.String(), "status") || strings.Contains(out.String(), "creationTimestamp") {
+		t.Errorf("manifest carries status or creationTimestamp:\n%s", out)
+	}
+}
