@@ -231,7 +231,9 @@ func (p *PrometheusSource) settlementRate(ctx context.Context, q *querier, d *Da
 func (p *PrometheusSource) sparklines(ctx context.Context, q *querier, d *Data, window Window, now time.Time) error {
 	step := window.SparkStep()
 	n := int(window.Duration() / step)
-	end := now.Truncate(time.Second)
+	// End exactly at now, like the instant queries, so the last bucket sees
+	// the same samples they do.
+	end := now
 	start := end.Add(-time.Duration(n-1) * step)
 	ds := promDur(step)
 	index := func(t model.Time) int {

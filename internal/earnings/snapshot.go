@@ -156,7 +156,8 @@ type OfferRow struct {
 	Requests     int64    `json:"requests"`
 	ChargedCalls Count    `json:"chargedCalls"`
 	Revenue      []Amount `json:"revenue"`
-	// SettlementRate is verified / (required + verified + failed), 0..1, over
+	// SettlementRate is verified / (required + verified + failed), 0..1 rounded
+	// to 6 decimals, over
 	// SettlementRateWindow ("1h" from Prometheus, "lifetime" from /metrics);
 	// null when there was no payment traffic.
 	SettlementRate       *float64        `json:"settlementRate"`
@@ -302,7 +303,7 @@ func Build(d *Data, window Window, now time.Time, reg *evm.Registry) Snapshot {
 			Namespace: k.Namespace, Name: k.Name, Chain: k.Chain, ChainName: chainName(reg, k.Chain),
 			Requests:             toInt(o.Requests),
 			ChargedCalls:         Count{Window: toIntPtr(o.CallsWindow), Lifetime: toInt(o.CallsLifetime)},
-			SettlementRate:       o.SettlementRate,
+			SettlementRate:       roundRate(o.SettlementRate),
 			SettlementRateWindow: o.RateWindow,
 			Revenue:              []Amount{},
 		}
@@ -541,6 +542,16 @@ func atomicFromFloat(v float64) (*big.Int, bool) {
 	r := math.Round(v)
 	out, _ := new(big.Float).SetFloat64(r).Int(nil)
 	return out, r <= 1<<53
+}
+
+// roundRate rounds a ratio to 6 decimals: increase() ratios carry float
+// noise (0.49999999999999994 for 3 of 6).
+func roundRate(r *float64) *float64 {
+	if r == nil || math.IsNaN(*r) || math.IsInf(*r, 0) {
+		return nil
+	}
+	v := math.Round(*r*1e6) / 1e6
+	return &v
 }
 
 func toInt(v float64) int64 {

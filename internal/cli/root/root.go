@@ -16,6 +16,7 @@ import (
 	"github.com/obolstack/obol/internal/cli/chains"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/cli/controllercmd"
+	earningscmd "github.com/obolstack/obol/internal/cli/earnings"
 	"github.com/obolstack/obol/internal/cli/sell"
 	"github.com/obolstack/obol/internal/cli/version"
 	"github.com/obolstack/obol/internal/cli/x402cmd"
@@ -65,6 +66,7 @@ and see the money move.`,
 		chains.NewCmdChains(f, nil),
 		buy.NewCmdBuy(f),
 		buyercmd.NewCmdBuyer(f),
+		earningscmd.NewCmdEarnings(f, nil),
 		sell.NewCmdSell(f),
 		controllercmd.NewCmdController(f, nil),
 	)

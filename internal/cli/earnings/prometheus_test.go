@@ -1,0 +1,190 @@
+package earnings
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/obolstack/obol/internal/earnings"
+	"github.com/obolstack/obol/internal/testenv"
+)
+
+const usdcBaseSepolia = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
+
+// verifierLike is an in-test verifier's metrics: the exact names and labels
+// of the contract on a real client_golang registry, served by promhttp.
+type verifierLike struct {
+	required, verified, failed, charged, atomic *prometheus.CounterVec
+	last                                        *prometheus.GaugeVec
+	url                                         string
+}
+
+func newVerifierLike(t *testing.T) *verifierLike {
+	reg := prometheus.NewRegistry()
+	offer := []string{"offer_namespace", "offer_name", "chain"}
+	cv := func(name string, l []string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: name}, l)
+		reg.MustRegister(c)
+		return c
+	}
+	v := &verifierLike{
+		required: cv("obol_x402_verifier_payment_required_total", offer),
+		verified: cv("obol_x402_verifier_payment_verified_total", offer),
+		failed:   cv("obol_x402_verifier_payment_failed_total", offer),
+		charged:  cv("obol_x402_verifier_charged_requests_total", offer),
+		atomic:   cv("obol_x402_verifier_charged_atomic_units_total", append(offer, "asset")),
+		last:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "obol_x402_verifier_last_payment_success_seconds", Help: "x"}, offer),
+	}
+	reg.MustRegister(v.last)
+	requests := cv("obol_x402_verifier_requests_total", offer)
+	w := []string{"demo", "weather", "eip155:84532"}
+	// Before Prometheus's first scrape: 3 calls already charged (0.003 USDC),
+	// payment counters at zero.
+	requests.WithLabelValues(w...).Add(3)
+	v.required.WithLabelValues(w...).Add(0)
+	v.verified.WithLabelValues(w...).Add(0)
+	v.failed.WithLabelValues(w...).Add(0)
+	v.charged.WithLabelValues(w...).Add(3)
+	v.atomic.WithLabelValues(append(w, usdcBaseSepolia)...).Add(3000)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	v.url = srv.URL
+	return v
+}
+
+// pay records traffic after Prometheus has seen the first values: two 402s,
+// three verified payments of which two charged 0.001 USDC each, one failure.
+func (v *verifierLike) pay(now time.Time) {
+	w := []string{"demo", "weather", "eip155:84532"}
+	v.required.WithLabelValues(w...).Add(2)
+	v.verified.WithLabelValues(w...).Add(3)
+	v.failed.WithLabelValues(w...).Add(1)
+	v.charged.WithLabelValues(w...).Add(2)
+	v.atomic.WithLabelValues(append(w, usdcBaseSepolia)...).Add(2000)
+	v.last.WithLabelValues(w...).Set(float64(now.Unix()))
+}
+
+// ruleFile returns the chart's recording rules with a 1s evaluation
+// interval (the chart evaluates every minute), or the contract's copy.
+func ruleFile(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "charts", "obol", "files", "prometheus-rules.yaml"))
+	if err != nil {
+		t.Logf("chart rules not found (%v): using testdata/contract-rules.yaml", err)
+		if b, err = os.ReadFile(filepath.Join("testdata", "contract-rules.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := strings.ReplaceAll(string(b), "interval: 1m", "interval: 1s")
+	p := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runJSON(t *testing.T, promURL string) earnings.Snapshot {
+	t.Helper()
+	opts, out := testOpts(t)
+	opts.Prometheus = promURL
+	opts.Now = time.Now
+	if err := earningsRun(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	var s earnings.Snapshot
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("obol earnings -o json: %v\n%s", err, out)
+	}
+	t.Logf("obol earnings -o json:\n%s", out)
+	return s
+}
+
+// TestRealPrometheus runs `obol earnings -o json` against a real Prometheus
+// scraping verifier-shaped metrics: first without the recording rules (raw
+// PromQL fallback), then with the chart's rules loaded; both report the
+// exact figures.
+func TestRealPrometheus(t *testing.T) {
+	v := newVerifierLike(t)
+	p := testenv.StartPrometheus(t, testenv.PromConfig{Targets: []string{v.url}})
+	p.WaitForUp(t, "test", 1)
+	p.WaitForValue(t, `sum(obol_x402_verifier_charged_requests_total)`, 3)
+	paidAt := time.Now()
+	v.pay(paidAt)
+	p.WaitForValue(t, `sum(obol_x402_verifier_charged_requests_total)`, 5)
+
+	check := func(name string, s earnings.Snapshot) {
+		t.Helper()
+		if len(s.Offers) != 1 {
+			t.Fatalf("%s: offers = %+v", name, s.Offers)
+		}
+		o := s.Offers[0]
+		if o.Namespace != "demo" || o.Name != "weather" || o.Chain != "eip155:84532" || o.ChainName != "base-sepolia" {
+			t.Errorf("%s: row = %+v", name, o)
+		}
+		// The counter was at 3 before the first scrape and Prometheus has no
+		// sample 24h ago: all 5 charged calls fall in the window (increase()
+		// would report about 2).
+		if o.ChargedCalls.Window == nil || *o.ChargedCalls.Window != 5 || o.ChargedCalls.Lifetime != 5 {
+			t.Errorf("%s: charged calls = %+v, want 5/5", name, o.ChargedCalls)
+		}
+		if len(o.Revenue) != 1 {
+			t.Fatalf("%s: revenue = %+v", name, o.Revenue)
+		}
+		r := o.Revenue[0]
+		if r.Symbol != "USDC" || r.Window == nil || *r.Window != "0.005" || r.Lifetime != "0.005" || *r.WindowAtomic != "5000" || r.LifetimeAtomic != "5000" {
+			t.Errorf("%s: revenue = %+v", name, r)
+		}
+		// increase() scales all three counters alike, so the ratio is 0.5 up
+		// to float rounding.
+		if o.SettlementRate == nil || math.Abs(*o.SettlementRate-0.5) > 1e-9 || o.SettlementRateWindow != "1h" {
+			t.Errorf("%s: settlement rate = %v over %s, want 0.5 (3 verified of 6)", name, o.SettlementRate, o.SettlementRateWindow)
+		}
+		if o.LastSettlement == nil || o.LastSettlement.Unix != paidAt.Unix() || time.Since(time.Unix(o.LastSettlement.Unix, 0)) > time.Minute {
+			t.Errorf("%s: last settlement = %+v, want %d (within a minute)", name, o.LastSettlement, paidAt.Unix())
+		}
+		if len(s.Totals) != 1 || *s.Totals[0].ChargedCalls.Window != 5 || s.Totals[0].Revenue[0].Lifetime != "0.005" {
+			t.Errorf("%s: totals = %+v", name, s.Totals)
+		}
+		if o.Sparkline == nil || len(o.Sparkline.Points) != 24 || o.Sparkline.Points[23] != "0.005" {
+			t.Errorf("%s: sparkline = %+v", name, o.Sparkline)
+		}
+	}
+
+	// The rate needs the increments inside Prometheus's 1h window.
+	p.WaitFor(t, `sum(increase(obol_x402_verifier_payment_failed_total[1h]))`, func(f float64) bool { return f > 0 })
+	raw := runJSON(t, p.URL)
+	if raw.Source.RecordingRules != "missing" {
+		t.Errorf("without rules: recordingRules = %q, want missing", raw.Source.RecordingRules)
+	}
+	check("raw PromQL", raw)
+
+	p.Reload(t, testenv.PromConfig{Targets: []string{v.url}, RuleFiles: []string{ruleFile(t)}})
+	p.WaitFor(t, `x402:settlement_rate:1h_by_offer_chain`, func(f float64) bool { return f > 0 })
+	ruled := runJSON(t, p.URL)
+	if ruled.Source.RecordingRules != "loaded" {
+		t.Errorf("with rules: recordingRules = %q (found %v), want loaded", ruled.Source.RecordingRules, ruled.Source.RulesFound)
+	}
+	check("recording rules", ruled)
+
+	// Same numbers either way.
+	strip := func(s earnings.Snapshot) string {
+		s.Source, s.Notes, s.GeneratedAt = earnings.SourceInfo{}, nil, time.Time{}
+		for i := range s.Offers {
+			s.Offers[i].LastSettlement.Ago = ""
+			s.Offers[i].SettlementRate = nil // compared above, with a tolerance
+		}
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	if a, b := strip(raw), strip(ruled); a != b {
+		t.Errorf("fallback and rules differ:\nraw:   %s\nrules: %s", a, b)
+	}
+}
