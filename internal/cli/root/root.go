@@ -17,6 +17,7 @@ import (
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/cli/controllercmd"
 	earningscmd "github.com/obolstack/obol/internal/cli/earnings"
+	"github.com/obolstack/obol/internal/cli/facilitatorcmd"
 	"github.com/obolstack/obol/internal/cli/sell"
 	"github.com/obolstack/obol/internal/cli/version"
 	"github.com/obolstack/obol/internal/cli/x402cmd"
@@ -66,6 +67,7 @@ and see the money move.`,
 		chains.NewCmdChains(f, nil),
 		buy.NewCmdBuy(f),
 		buyercmd.NewCmdBuyer(f),
+		facilitatorcmd.NewCmdFacilitator(f),
 		earningscmd.NewCmdEarnings(f, nil),
 		sell.NewCmdSell(f),
 		controllercmd.NewCmdController(f, nil),
