@@ -197,3 +197,39 @@ func conds(o *v1alpha1.ServiceOffer, want map[string][2]string) string {
 	}
 	return strings.Join(bad, "; ")
 }
+
+// This test must run first in the package (it lives in main_test.go, the
+// first file, for that reason): the API server starts without
+// the Gateway API, so the offer cannot be published; once the CRDs are
+// installed, the controller's retry publishes it without a restart.
+func TestGatewayAPIMissingThenInstalled(t *testing.T) {
+	ns, c := setup(t)
+	if isGatewayInstalled() {
+		t.Skip("the Gateway API CRDs are already installed (tests ran out of order, e.g. -shuffle); this test needs a fresh API server")
+	}
+	r := newReconciler(c, "obol")
+	startManager(t, r)
+	createUpstream(t, ns, "weather-api", 8080)
+	if err := c.Create(context.Background(), newOffer(ns, "weather")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, "GatewayAPIMissing", func() string {
+		return conds(getOffer(t, ns, "weather"), map[string][2]string{
+			v1alpha1.ConditionUpstreamHealthy:  {"True", v1alpha1.ReasonUpstreamFound},
+			v1alpha1.ConditionPaymentGateReady: {"True", v1alpha1.ReasonPaymentValid},
+			v1alpha1.ConditionRoutePublished:   {"False", v1alpha1.ReasonGatewayAPIMissing},
+			v1alpha1.ConditionReady:            {"False", v1alpha1.ReasonNotReady},
+		})
+	})
+
+	ensureGatewayAPI(t)
+	eventually(t, wait, "route published after the Gateway API appeared", func() string {
+		return conds(getOffer(t, ns, "weather"), map[string][2]string{
+			v1alpha1.ConditionRoutePublished: {"True", v1alpha1.ReasonRoutePublished},
+			v1alpha1.ConditionReady:          {"True", v1alpha1.ReasonReady},
+		})
+	})
+	if _, err := getRoute(t, ns, "obol-offer-weather"); err != nil {
+		t.Fatalf("HTTPRoute: %v", err)
+	}
+}
