@@ -140,7 +140,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		status, reason := s.facilitatorFailure(err)
 		s.metrics.failed(route, reason)
 		s.log.Warn("facilitator verify failed; request refused, upstream not called", "offer", route.Offer.Name, "err", err)
-		writeJSONError(w, r, status, errorBody{Error: "the payment facilitator did not answer: " + err.Error(), Reason: reason})
+		writeJSONError(w, r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpVerify), Reason: reason})
 		return nil
 	}
 	if !vr.IsValid {
@@ -203,7 +203,7 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 		status, reason := s.facilitatorFailure(err)
 		s.metrics.failed(route, reason)
 		s.log.Error("facilitator settle failed; answer withheld", "offer", route.Offer.Name, "payer", pm.payer, "err", err)
-		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: "the payment facilitator did not settle: " + err.Error(), Reason: reason})}
+		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpSettle), Reason: reason})}
 	}
 	if sr.Network == "" {
 		sr.Network = route.Chain.CAIP2
@@ -261,6 +261,18 @@ func (s *Server) facilitatorFailure(err error) (int, string) {
 		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
 	}
 	return http.StatusBadGateway, ReasonFacilitatorError
+}
+
+// facilitatorMessage is what the buyer is told when the facilitator failed;
+// the details (URLs, upstream errors) go to the log only.
+func facilitatorMessage(status int, op string) string {
+	if op == facilitatorOpSettle {
+		return "the payment facilitator did not confirm the settlement: the resource was withheld and this authorization will not be accepted again; check the payer's balance before paying again"
+	}
+	if status == http.StatusServiceUnavailable {
+		return "the payment facilitator is unavailable: nothing was served or charged; try again shortly"
+	}
+	return "the payment facilitator failed: nothing was served or charged"
 }
 
 // answer is a prepared response.
