@@ -19,6 +19,7 @@ import (
 	earningscmd "github.com/obolstack/obol/internal/cli/earnings"
 	"github.com/obolstack/obol/internal/cli/facilitatorcmd"
 	"github.com/obolstack/obol/internal/cli/sell"
+	"github.com/obolstack/obol/internal/cli/verifiercmd"
 	"github.com/obolstack/obol/internal/cli/version"
 	"github.com/obolstack/obol/internal/cli/x402cmd"
 )
@@ -71,6 +72,7 @@ and see the money move.`,
 		earningscmd.NewCmdEarnings(f, nil),
 		sell.NewCmdSell(f),
 		controllercmd.NewCmdController(f, nil),
+		verifiercmd.NewCmdVerifier(f),
 	)
 	return cmd
 }
