@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,7 +43,6 @@ func dialNode(ctx context.Context, rawURL string, timeout time.Duration, m *Metr
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
-	tr.ResponseHeaderTimeout = timeout
 	hc := &http.Client{Transport: tr}
 	rc, err := rpc.DialOptions(ctx, rawURL, rpc.WithHTTPClient(hc))
 	if err != nil {
@@ -70,6 +70,11 @@ func redactURL(raw string) string {
 	return u.Scheme + "://" + u.Host + "/…"
 }
 
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // rpcError is an RPC failure: the node could not be reached, timed out or
 // answered an error that is not a revert.
 type rpcError struct {
@@ -95,7 +100,7 @@ func (n *node) do(ctx context.Context, method string, f func(ctx context.Context
 	switch {
 	case ctx.Err() != nil:
 		msg = fmt.Sprintf("%s to %s: %v", method, n.safeURL, ctx.Err())
-	case errors.Is(cctx.Err(), context.DeadlineExceeded):
+	case errors.Is(cctx.Err(), context.DeadlineExceeded) || isTimeout(err):
 		msg = fmt.Sprintf("%s to %s: no answer within the RPC timeout of %s", method, n.safeURL, n.timeout)
 	default:
 		msg = fmt.Sprintf("%s to %s: %s", method, n.safeURL, msg)
