@@ -349,4 +349,3 @@ func TestMonitoringForcedOff(t *testing.T) {
 		t.Errorf("monitoring.enabled=false rendered monitoring objects: %v", k)
 	}
 }
-
