@@ -278,6 +278,9 @@ func (c *Chain) startNode(cfg Config, host string, port int) error {
 	}
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
+	// No log index: eth_getLogs scans blocks instead, which is instant on a
+	// short-lived chain, and the indexer's shutdown took seconds of Close.
+	ethConf.LogNoHistory = true
 	// Without this a transaction with a tip below the miner's default is
 	// accepted by the pool but never sealed, and the sealing loop spins.
 	ethConf.Miner.GasPrice = big.NewInt(1)
@@ -408,8 +411,10 @@ func (c *Chain) mint(ctx context.Context, to []common.Address, amount *big.Int) 
 			if _, cerr := c.client.CallContract(ctx, ethereumCallFrom(from, *tx.To(), tx.Data()), nil); cerr != nil {
 				return fmt.Errorf("%w (%v)", err, cerr)
 			}
-			r, _ := c.client.TransactionReceipt(ctx, tx.Hash())
-			return fmt.Errorf("%w (gas used %d of %d)", err, r.GasUsed, tx.Gas())
+			if r, rerr := c.client.TransactionReceipt(ctx, tx.Hash()); rerr == nil {
+				return fmt.Errorf("%w (gas used %d of %d)", err, r.GasUsed, tx.Gas())
+			}
+			return err
 		}
 	}
 	return nil
