@@ -17,7 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/earnings"
+	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/kube"
 )
 
@@ -111,6 +113,7 @@ func earningsRun(ctx context.Context, opts *Options) error {
 		opts.Now = time.Now
 	}
 	window, _ := earnings.ParseWindow(opts.Window)
+	loadDevToken(opts)
 
 	src, stop, err := source(ctx, opts)
 	if err != nil {
@@ -199,6 +202,20 @@ func source(ctx context.Context, opts *Options) (earnings.Source, func(), error)
 		return nil, nil, err
 	}
 	return s, stop, nil
+}
+
+// loadDevToken registers the token of a running `obol dev` (its stack file,
+// $OBOL_DEV_STACK or the user cache dir) so its revenue shows in token
+// units; without the file, its amounts stay in atomic units.
+func loadDevToken(opts *Options) {
+	info, err := stackfile.Read(stackfile.DefaultPath())
+	if err != nil {
+		if !errors.Is(err, stackfile.ErrNotFound) && opts.Logger != nil {
+			opts.Logger.Warn("ignoring the obol dev stack file", "err", err)
+		}
+		return
+	}
+	info.Register(evm.Default())
 }
 
 const sourceHint = "pass --prometheus URL or --metrics-url URL"

@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/earnings"
+	"github.com/obolstack/obol/internal/evm"
 )
 
 func TestFlags(t *testing.T) {
@@ -162,5 +165,40 @@ func TestRunUnreachablePrometheus(t *testing.T) {
 	err := earningsRun(context.Background(), opts)
 	if err == nil || !strings.Contains(err.Error(), "pass --prometheus URL") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Against a running `obol dev`, the dev token from its stack file gives the
+// revenue in token units.
+func TestRunMetricsURLDevToken(t *testing.T) {
+	token := common.HexToAddress("0x5FbDB2315678afecb367f032d93F642f64180aa3")
+	path := filepath.Join(t.TempDir(), "stack.json")
+	t.Setenv(stackfile.EnvPath, path)
+	if err := stackfile.Write(path, stackfile.Info{
+		Chain: evm.Chain{Name: evm.DevChainName, CAIP2: "eip155:1337", ChainID: 1337},
+		Token: evm.Token{Address: token, Symbol: "OUSD", Decimals: 6, EIP712Name: "ObolUSD", EIP712Version: "1"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	a := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_x402_verifier_charged_atomic_units_total", Help: "x"},
+		[]string{"offer_namespace", "offer_name", "chain", "asset"})
+	reg.MustRegister(a)
+	a.WithLabelValues("dev", "weather", "eip155:1337", token.Hex()).Add(5000)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+
+	opts, out := testOpts(t)
+	opts.MetricsURL = srv.URL + "/metrics"
+	if err := earningsRun(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	var s earnings.Snapshot
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	r := s.Offers[0].Revenue[0]
+	if !r.Known || r.Symbol != "OUSD" || r.Lifetime != "0.005" || s.Offers[0].ChainName != evm.DevChainName {
+		t.Fatalf("dev revenue = %+v chain %s", r, s.Offers[0].ChainName)
 	}
 }
