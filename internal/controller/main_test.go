@@ -40,6 +40,10 @@ var (
 // the first test checks the GatewayAPIMissing path, then installs them.
 func TestMain(m *testing.M) {
 	kube, kubeErr = testenv.StartKube(testenv.WithCRDs(crdDir), testenv.WithScheme(obolkube.Scheme()))
+	if kubeErr == nil {
+		// The verifier's namespace, where the controller keeps the ReferenceGrant.
+		kubeErr = kube.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "obol"}})
+	}
 	code := m.Run()
 	kube.Stop()
 	os.Exit(code)

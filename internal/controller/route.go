@@ -76,3 +76,46 @@ func BuildHTTPRoute(offer *v1alpha1.ServiceOffer, t RouteTarget) *unstructured.U
 	})
 	return u
 }
+
+// ReferenceGrantGVK is the Gateway API kind that lets routes in other
+// namespaces send traffic to the verifier Service. v1beta1 is served by
+// every Gateway API release that has ReferenceGrant.
+var ReferenceGrantGVK = schema.GroupVersionKind{Group: "gateway.networking.k8s.io", Version: "v1beta1", Kind: "ReferenceGrant"}
+
+// ReferenceGrantName is the grant the controller keeps in the verifier's
+// namespace, listing every namespace whose offers route to the verifier.
+const ReferenceGrantName = "obol-offer-routes"
+
+// referenceGrantFrom returns the grant's spec.from entries as namespaces.
+func referenceGrantFrom(u *unstructured.Unstructured) []string {
+	from, _, _ := unstructured.NestedSlice(u.Object, "spec", "from")
+	var out []string
+	for _, f := range from {
+		if m, ok := f.(map[string]any); ok {
+			if ns, ok := m["namespace"].(string); ok {
+				out = append(out, ns)
+			}
+		}
+	}
+	return out
+}
+
+// BuildReferenceGrant returns the grant allowing HTTPRoutes in namespaces
+// to reference the verifier Service.
+func BuildReferenceGrant(t RouteTarget, namespaces []string) *unstructured.Unstructured {
+	from := make([]any, 0, len(namespaces))
+	for _, ns := range namespaces {
+		from = append(from, map[string]any{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": ns})
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{
+			"from": from,
+			"to":   []any{map[string]any{"group": "", "kind": "Service", "name": t.VerifierService}},
+		},
+	}}
+	u.SetGroupVersionKind(ReferenceGrantGVK)
+	u.SetNamespace(t.VerifierNamespace)
+	u.SetName(ReferenceGrantName)
+	u.SetLabels(map[string]string{LabelManagedBy: ManagedByValue})
+	return u
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -318,20 +319,59 @@ func (r *ServiceOfferReconciler) applyRoute(ctx context.Context, o *v1alpha1.Ser
 			}
 			return false, fmt.Errorf("create HTTPRoute %s/%s: %w", want.GetNamespace(), want.GetName(), err)
 		}
-		return false, nil
+		return false, r.ensureReferenceGrant(ctx, o)
 	case err != nil:
 		return false, fmt.Errorf("get HTTPRoute %s/%s: %w", want.GetNamespace(), want.GetName(), err)
 	}
-	if equality.Semantic.DeepEqual(got.Object["spec"], want.Object["spec"]) &&
+	if !(equality.Semantic.DeepEqual(got.Object["spec"], want.Object["spec"]) &&
 		equality.Semantic.DeepEqual(got.GetLabels(), want.GetLabels()) &&
-		equality.Semantic.DeepEqual(got.GetOwnerReferences(), want.GetOwnerReferences()) {
-		return false, nil
+		equality.Semantic.DeepEqual(got.GetOwnerReferences(), want.GetOwnerReferences())) {
+		want.SetResourceVersion(got.GetResourceVersion())
+		if err := r.Client.Update(ctx, want); err != nil {
+			return false, fmt.Errorf("update HTTPRoute %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+		}
 	}
+	return false, r.ensureReferenceGrant(ctx, o)
+}
+
+// ensureReferenceGrant lets routes in the offer's namespace reference the
+// verifier Service in its own namespace (the Gateway API refuses
+// cross-namespace backends without one). Namespaces are only added: a
+// stale entry grants no more than the verifier Service itself.
+func (r *ServiceOfferReconciler) ensureReferenceGrant(ctx context.Context, o *v1alpha1.ServiceOffer) error {
+	vns := r.Route.VerifierNamespace
+	if vns == "" || vns == o.Namespace {
+		return nil
+	}
+	got := &unstructured.Unstructured{}
+	got.SetGroupVersionKind(ReferenceGrantGVK)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: vns, Name: ReferenceGrantName}, got)
+	switch {
+	case isNoKind(err):
+		return nil // a Gateway API without ReferenceGrant: nothing to grant
+	case apierrors.IsNotFound(err):
+		g := BuildReferenceGrant(r.Route, []string{o.Namespace})
+		if err := r.Client.Create(ctx, g); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ReferenceGrant %s/%s: %w", vns, ReferenceGrantName, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("get ReferenceGrant %s/%s: %w", vns, ReferenceGrantName, err)
+	}
+	nss := referenceGrantFrom(got)
+	for _, ns := range nss {
+		if ns == o.Namespace {
+			return nil
+		}
+	}
+	nss = append(nss, o.Namespace)
+	sort.Strings(nss)
+	want := BuildReferenceGrant(r.Route, nss)
 	want.SetResourceVersion(got.GetResourceVersion())
 	if err := r.Client.Update(ctx, want); err != nil {
-		return false, fmt.Errorf("update HTTPRoute %s/%s: %w", want.GetNamespace(), want.GetName(), err)
+		return fmt.Errorf("update ReferenceGrant %s/%s: %w", vns, ReferenceGrantName, err)
 	}
-	return false, nil
+	return nil
 }
 
 // deleteRoute removes the offer's HTTPRoute if it exists. missing reports

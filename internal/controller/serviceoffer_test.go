@@ -87,6 +87,23 @@ func TestPublishPauseResumeDelete(t *testing.T) {
 		t.Errorf("labels = %v", route.GetLabels())
 	}
 
+	// The verifier's namespace grants this namespace's routes the backend.
+	grant := &unstructured.Unstructured{}
+	grant.SetGroupVersionKind(controller.ReferenceGrantGVK)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "obol", Name: controller.ReferenceGrantName}, grant); err != nil {
+		t.Fatalf("ReferenceGrant: %v", err)
+	}
+	from, _, _ := unstructured.NestedSlice(grant.Object, "spec", "from")
+	granted := false
+	for _, f := range from {
+		m := f.(map[string]any)
+		granted = granted || (m["namespace"] == ns && m["kind"] == "HTTPRoute")
+	}
+	to, _, _ := unstructured.NestedSlice(grant.Object, "spec", "to")
+	if !granted || len(to) != 1 || to[0].(map[string]any)["name"] != "obol-verifier" {
+		t.Errorf("ReferenceGrant spec = %v", grant.Object["spec"])
+	}
+
 	// Idempotent: another reconcile changes nothing.
 	routeRV := route.GetResourceVersion()
 	offerRV := o.ResourceVersion
@@ -96,6 +113,11 @@ func TestPublishPauseResumeDelete(t *testing.T) {
 	}
 	if route2, _ := getRoute(t, ns, "obol-offer-weather"); route2.GetResourceVersion() != routeRV {
 		t.Errorf("a second reconcile rewrote the route")
+	}
+	grant2 := &unstructured.Unstructured{}
+	grant2.SetGroupVersionKind(controller.ReferenceGrantGVK)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(grant), grant2); err != nil || grant2.GetResourceVersion() != grant.GetResourceVersion() {
+		t.Errorf("a second reconcile rewrote the ReferenceGrant (%v)", err)
 	}
 	if getOffer(t, ns, "weather").ResourceVersion != offerRV {
 		t.Errorf("a second reconcile rewrote the offer")

@@ -38,6 +38,10 @@ func TestMain(m *testing.M) {
 	env, envErr = testenv.StartKube(
 		testenv.WithCRDs("../../../charts/obol/crds", "../../../testdata/crds/gateway-api"),
 		testenv.WithScheme(kube.Scheme()))
+	if envErr == nil {
+		// The verifier's namespace, where the controller keeps the ReferenceGrant.
+		envErr = env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "obol"}})
+	}
 	code := m.Run()
 	env.Stop()
 	os.Exit(code)
