@@ -19,6 +19,7 @@ import (
 	earningscmd "github.com/obolstack/obol/internal/cli/earnings"
 	"github.com/obolstack/obol/internal/cli/facilitatorcmd"
 	"github.com/obolstack/obol/internal/cli/sell"
+	"github.com/obolstack/obol/internal/cli/stackcmd"
 	"github.com/obolstack/obol/internal/cli/verifiercmd"
 	"github.com/obolstack/obol/internal/cli/version"
 	"github.com/obolstack/obol/internal/cli/x402cmd"
@@ -73,6 +74,7 @@ and see the money move.`,
 		sell.NewCmdSell(f),
 		controllercmd.NewCmdController(f, nil),
 		verifiercmd.NewCmdVerifier(f),
+		stackcmd.NewCmdStack(f),
 	)
 	return cmd
 }
