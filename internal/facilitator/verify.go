@@ -85,7 +85,7 @@ func (s *Server) inspect(vr x402.VerifyRequest) (*checked, *outcome) {
 				reason = x402.ReasonInvalidPaymentRequirements
 			}
 		}
-		return nil, badRequest(reason, "malformed request: "+err.Error())
+		return nil, badRequest(reason, err.Error())
 	}
 	c := &checked{payment: p, req: req, payer: payerOf(p)}
 	fail := func(o *outcome) (*checked, *outcome) {
@@ -240,7 +240,7 @@ func (s *Server) verify(ctx context.Context, vr x402.VerifyRequest) *outcome {
 	}
 	if st := s.ledger.state(c.key()); st == stateDone {
 		return &outcome{reason: x402.ReasonNonceAlreadyUsed, payer: c.payer,
-			message: fmt.Sprintf("authorization %x of %s was already settled by this facilitator", c.auth.Nonce, c.auth.From.Hex())}
+			message: fmt.Sprintf("authorization 0x%x of %s was already settled by this facilitator", c.auth.Nonce, c.auth.From.Hex())}
 	}
 	if o := s.simulate(ctx, c, x402.ReasonUnexpectedVerifyError); o != nil {
 		return o
