@@ -266,10 +266,11 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 		if err != nil {
 			return err
 		}
+		format := cmdutil.OutputYAML
 		if opts.Output == cmdutil.OutputJSON {
-			return cmdutil.PrintJSON(opts.IO.Out, m)
+			format = cmdutil.OutputJSON
 		}
-		return cmdutil.PrintYAML(opts.IO.Out, m)
+		return printData(opts.IO.Out, format, m, nil)
 	}
 
 	c, err := opts.Kube.Client()
@@ -300,5 +301,5 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	return cmdutil.PrintStructured(opts.IO.Out, opts.Output, m, nil)
+	return printData(opts.IO.Out, opts.Output, m, nil)
 }

@@ -128,6 +128,9 @@ func TestDryRunPrintsManifest(t *testing.T) {
 		o.Spec.Payment.Price.PerRequest != "0.001" {
 		t.Errorf("manifest = %s", out)
 	}
+	if !strings.Contains(out.String(), `payTo: "`+payTo+`"`) {
+		t.Errorf("addresses must be quoted in YAML (a YAML 1.1 reader may take 0x... for a number):\n%s", out)
+	}
 	if strings.Contains(out.String(), "status") || strings.Contains(out.String(), "creationTimestamp") {
 		t.Errorf("manifest carries status or creationTimestamp:\n%s", out)
 	}

@@ -80,7 +80,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		items = append(items, m)
 	}
 	out := map[string]any{"apiVersion": list.APIVersion, "kind": list.Kind, "items": items}
-	return cmdutil.PrintStructured(opts.IO.Out, opts.Output, out, func(w io.Writer) error {
+	return printData(opts.IO.Out, opts.Output, out, func(w io.Writer) error {
 		if len(list.Items) == 0 {
 			fmt.Fprintf(opts.IO.ErrOut, "No ServiceOffers in %s. Create one with `obol sell create`.\n", where)
 			return nil

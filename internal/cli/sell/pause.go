@@ -96,5 +96,5 @@ func pauseRun(ctx context.Context, opts *PauseOptions) error {
 	if err != nil {
 		return err
 	}
-	return cmdutil.PrintStructured(opts.IO.Out, opts.Output, m, nil)
+	return printData(opts.IO.Out, opts.Output, m, nil)
 }

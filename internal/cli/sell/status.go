@@ -63,7 +63,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	if err != nil {
 		return err
 	}
-	return cmdutil.PrintStructured(opts.IO.Out, opts.Output, m, func(w io.Writer) error {
+	return printData(opts.IO.Out, opts.Output, m, func(w io.Writer) error {
 		return WriteStatus(w, o)
 	})
 }
