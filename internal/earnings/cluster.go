@@ -190,7 +190,7 @@ func PortForward(ctx context.Context, cfg *rest.Config, t PrometheusTarget, errO
 	case <-readyCh:
 	case err := <-errCh:
 		stop()
-		return "", nil, fmt.Errorf("port-forward to %s: %w (check that you may create pods/portforward)", t, err)
+		return "", nil, fmt.Errorf("port-forward to %s: %w (is the pod running on a node, and may you create pods/portforward?)", t, err)
 	case <-ctx.Done():
 		stop()
 		return "", nil, fmt.Errorf("port-forward to %s: %w", t, ctx.Err())
