@@ -228,20 +228,58 @@ func LoadFile(path string, reg *evm.Registry, env Environment) (*Config, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read pricing file: %w (check --config)", err)
 	}
-	spec, err := ParseSpec(path, data)
-	if err != nil {
-		return nil, err
-	}
-	return Compile(spec, reg, env)
+	return ParseAndCompile(path, data, reg, env)
 }
 
 // ParseSpec decodes a pricing file without validating its values.
 func ParseSpec(source string, data []byte) (*Spec, error) {
-	spec := &Spec{Source: source, pos: map[string]Pos{}}
-	if errs := decodeYAML(data, spec, spec.pos); len(errs) > 0 {
+	spec, errs := parseSpec(source, data)
+	if len(errs) > 0 {
 		return nil, &ConfigError{Source: source, Errors: errs}
 	}
 	return spec, nil
+}
+
+func parseSpec(source string, data []byte) (*Spec, []*FieldError) {
+	spec := &Spec{Source: source, pos: map[string]Pos{}}
+	return spec, decodeYAML(data, spec, spec.pos)
+}
+
+// ParseAndCompile decodes and compiles a pricing file, reporting the
+// problems of both steps together: a misspelt key does not hide a bad
+// price further down.
+func ParseAndCompile(source string, data []byte, reg *evm.Registry, env Environment) (*Config, error) {
+	spec, errs := parseSpec(source, data)
+	if len(errs) == 0 {
+		return Compile(spec, reg, env)
+	}
+	if len(errs) == 1 && errs[0].Pos.Line == 0 {
+		// Not YAML at all, or empty: nothing to compile.
+		return nil, &ConfigError{Source: source, Errors: errs}
+	}
+	_, err := Compile(spec, reg, env)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		bad := map[string]bool{}
+		for _, fe := range errs {
+			bad[fe.Path] = true
+		}
+		for _, fe := range ce.Errors {
+			// A field that did not decode shows up empty to Compile;
+			// its decode error already says what is wrong.
+			if !bad[fe.Path] {
+				errs = append(errs, fe)
+			}
+		}
+	}
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i].Pos, errs[j].Pos
+		if a.Line == 0 || b.Line == 0 {
+			return a.Line != 0 && b.Line == 0
+		}
+		return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+	})
+	return nil, &ConfigError{Source: source, Errors: errs}
 }
 
 // Compile validates a spec and resolves chains, tokens, amounts and

@@ -226,3 +226,49 @@ func TestPatterns(t *testing.T) {
 		t.Errorf("derived name: %s", got)
 	}
 }
+
+func TestParseAndCompileReportsDecodeAndValueProblemsTogether(t *testing.T) {
+	doc := `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+chain: base-sepolia
+facilitatorURL: http://facilitator.example.com
+upstream: http://127.0.0.1:9000
+routes:
+  - pattern: /weather/*
+    price: 0.0000001
+    priceTypo: "1"
+    maxTimeoutSeconds: soon
+`
+	_, err := ParseAndCompile("pricing.yaml", []byte(doc), evm.NewRegistry(), Environment{})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want ConfigError, got %v", err)
+	}
+	want := []string{
+		"pricing.yaml:3:17: facilitatorURL:",
+		"pricing.yaml:7:12: routes[0].price: invalid amount",
+		"pricing.yaml:8:5: routes[0].priceTypo: unknown field",
+		"pricing.yaml:9:24: routes[0].maxTimeoutSeconds: want an integer",
+	}
+	msg := ce.Error()
+	last := -1
+	for _, w := range want {
+		i := strings.Index(msg, w)
+		if i < 0 || i < last {
+			t.Fatalf("want %q, in line order, in:\n%s", w, msg)
+		}
+		last = i
+	}
+	if len(ce.Errors) != len(want) {
+		t.Fatalf("want %d problems, got:\n%s", len(want), msg)
+	}
+}
+
+func TestExamplePricingFileLoads(t *testing.T) {
+	cfg, err := LoadFile("../../docs/examples/pricing.yaml", evm.NewRegistry(), Environment{})
+	if err != nil {
+		t.Fatalf("docs/examples/pricing.yaml must stay valid: %v", err)
+	}
+	if cfg.Chain.CAIP2 != "eip155:1337" || len(cfg.Routes) != 4 || cfg.Routes[0].Offer != (Offer{"demo", "weather"}) {
+		t.Fatalf("example: %+v", cfg)
+	}
+}

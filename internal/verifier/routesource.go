@@ -75,11 +75,7 @@ func (f *FileSource) Load() (*Config, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read pricing file %s: %w", f.Path, err)
 	}
-	spec, err := ParseSpec(f.Path, data)
-	if err != nil {
-		return nil, data, err
-	}
-	cfg, err := Compile(spec, f.Registry, f.Env)
+	cfg, err := ParseAndCompile(f.Path, data, f.Registry, f.Env)
 	return cfg, data, err
 }
 
