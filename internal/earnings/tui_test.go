@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +167,18 @@ func TestTUIWatchRefreshes(t *testing.T) {
 		}
 	}
 	_ = tm.Quit()
+}
+
+func TestNoColorRenderer(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	if p := NewRenderer(os.Stdout).ColorProfile(); p != termenv.Ascii {
+		t.Errorf("NO_COLOR: profile = %v, want Ascii", p)
+	}
+	// With NO_COLOR the styled view is the plain one.
+	m := NewModel(Config{Fetch: fetchFixture, Now: fixedClock, Renderer: NewRenderer(os.Stdout)})
+	s := fixtureSnapshot()
+	next, _ := m.Update(snapshotMsg{snap: s})
+	if v := next.View(); strings.Contains(v, "\x1b[") {
+		t.Errorf("NO_COLOR view has escape sequences:\n%q", v)
+	}
 }
