@@ -167,7 +167,7 @@ func registerToken(reg *evm.Registry, opts *ServeOptions) (evm.Chain, error) {
 	if opts.TokenAddress == "" {
 		if toks, _ := reg.Tokens(chain.CAIP2); len(toks) == 0 {
 			if chain.Dev {
-				return chain, &cmdutil.FlagError{Err: fmt.Errorf("--chain %s is the development chain, whose token address changes with every start: pass --token-address (printed by `obol dev chain`)", opts.Chain)}
+				return chain, &cmdutil.FlagError{Err: fmt.Errorf("--chain %s is the development chain, whose token obol cannot know in advance: pass --token-address (the Token line of `obol dev chain`)", opts.Chain)}
 			}
 			return chain, &cmdutil.FlagError{Err: fmt.Errorf("no token is known on %s: pass --token-address with --token-name/--token-version/--token-decimals", chain.Name)}
 		}
