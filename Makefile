@@ -7,7 +7,11 @@ SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
+# Knobs: PKGS limits vet and test to some packages (make test PKGS=./internal/foo/...);
+# FUZZTIME bounds each fuzz target; FUZZ_PKGS and BENCH_PKGS default to every
+# package that has Fuzz or Benchmark functions.
 GO          ?= go
+PKGS        ?= ./...
 FUZZTIME    ?= 10s
 K8S_VERSION ?= 1.37.2
 OBOL_CACHE  ?= $(HOME)/.cache/obol
@@ -22,8 +26,10 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 BUILDINFO := github.com/obolstack/obol/internal/buildinfo
 LDFLAGS   := -s -w -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Commit=$(COMMIT) -X $(BUILDINFO).Date=$(DATE)
 
-# Packages whose tests define fuzz targets or benchmarks (directories).
-pkgs_with = $(sort $(dir $(shell grep -rlE --include='*_test.go' '^func $(1)' . 2>/dev/null | grep -v -e '/node_modules/' -e '/testdata/')))
+# Package directories whose tests define fuzz targets or benchmarks.
+pkgs_with = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func $(1)' . 2>/dev/null | grep -v -e '/node_modules/' -e '/testdata/')))
+FUZZ_PKGS  ?= $(call pkgs_with,Fuzz)
+BENCH_PKGS ?= $(call pkgs_with,Benchmark)
 
 .PHONY: help
 help: ## list the targets
@@ -39,7 +45,7 @@ demo: ## run the whole payment loop locally and print the earnings
 
 .PHONY: test
 test: test-deps lint ## install test services, lint, run all tests with -race, then fuzz
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: test-deps
@@ -48,12 +54,12 @@ test-deps: ## install prometheus, promtool, etcd; build kube-apiserver once (cac
 
 .PHONY: lint
 lint: ## go vet, and fail if gofmt would change a file
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 
 .PHONY: fuzz
 fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
-	@pkgs="$(call pkgs_with,Fuzz)"; \
+	@pkgs="$(FUZZ_PKGS)"; \
 	if [ -z "$$pkgs" ]; then echo "fuzz: no Fuzz targets"; exit 0; fi; \
 	$(GO) test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ {f[n++] = $$1; next} /^ok/ {for (i = 0; i < n; i++) print $$2, f[i]; n = 0}' | \
 	while read -r pkg target; do \
@@ -63,7 +69,7 @@ fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
 
 .PHONY: bench
 bench: ## run the benchmarks of every package that has some
-	@pkgs="$(call pkgs_with,Benchmark)"; \
+	@pkgs="$(BENCH_PKGS)"; \
 	if [ -z "$$pkgs" ]; then echo "bench: no benchmarks"; exit 0; fi; \
 	$(GO) test -run '^$$' -bench . -benchmem $$pkgs
 

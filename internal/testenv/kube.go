@@ -175,7 +175,11 @@ func kubeBinaries() (apiServer, etcd, kubectl string, err error) {
 		if !required {
 			return "", nil
 		}
-		return "", &MissingError{Binary: name, Where: "looked in " + dir + " (KUBEBUILDER_ASSETS) and on PATH"}
+		where := "looked in " + dir + " (KUBEBUILDER_ASSETS)"
+		if name != "kube-apiserver" {
+			where += " and on PATH"
+		}
+		return "", &MissingError{Binary: name, Where: where}
 	}
 	if apiServer, err = find("kube-apiserver", true); err != nil {
 		return "", "", "", err
