@@ -99,3 +99,8 @@ mode: {{ $v.mode | quote }}
 forwardAuth: {{ $v.forwardAuth | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* The ConfigMap the controller writes PurchaseRequests' upstream files to and the buyer mounts. */}}
+{{- define "obol.buyer.upstreamsConfigMap" -}}
+{{- .Values.buyer.upstreamsConfigMap | default (printf "%s-buyer-upstreams" (include "obol.fullname" .)) -}}
+{{- end -}}
