@@ -1,8 +1,9 @@
 // Command benchreport reads `go test -bench` output on stdin, echoes it, and
 // prints each benchmark's ns/op and allocs/op next to its ratio to the
-// baseline (the benchmark whose name contains "Baseline").
+// baseline (the benchmark whose name contains "Baseline"). Repeated runs
+// (-count N) are folded into their median.
 //
-//	go test -run '^$' -bench . -benchmem ./internal/verifier/ | go run ./internal/verifier/benchreport
+//	go test -run '^$' -bench . -benchmem -count 5 ./internal/verifier/ | go run ./internal/verifier/benchreport
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -48,6 +50,7 @@ func run(in io.Reader, out io.Writer) error {
 	if failed {
 		return fmt.Errorf("benchmarks failed")
 	}
+	results = medians(results)
 	var base *result
 	for i := range results {
 		if strings.Contains(results[i].name, "Baseline") {
@@ -70,6 +73,40 @@ func run(in io.Reader, out io.Writer) error {
 		fmt.Fprintln(out, "(no Baseline benchmark in the run: ratios not computed)")
 	}
 	return nil
+}
+
+// medians folds repeated runs of a benchmark (-count N) into one result,
+// the median of each figure, in first-seen order: one noisy run on a busy
+// machine does not decide the ratio.
+func medians(rs []result) []result {
+	var order []string
+	groups := map[string][]result{}
+	for _, r := range rs {
+		if _, ok := groups[r.name]; !ok {
+			order = append(order, r.name)
+		}
+		groups[r.name] = append(groups[r.name], r)
+	}
+	out := make([]result, 0, len(order))
+	for _, name := range order {
+		g := groups[name]
+		pick := func(f func(result) float64) float64 {
+			v := make([]float64, len(g))
+			for i, r := range g {
+				v[i] = f(r)
+			}
+			sort.Float64s(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		out = append(out, result{name: name,
+			nsOp:   pick(func(r result) float64 { return r.nsOp }),
+			bOp:    pick(func(r result) float64 { return r.bOp }),
+			allocs: pick(func(r result) float64 { return r.allocs })})
+	}
+	return out
 }
 
 // parseLine reads "BenchmarkX-2  1000  1234 ns/op  56 B/op  7 allocs/op".

@@ -10,6 +10,8 @@ func TestRatioToBaseline(t *testing.T) {
 	in := `goos: linux
 BenchmarkBaselineReverseProxy-2   	    7514	    100000 ns/op	   45580 B/op	      92 allocs/op
 BenchmarkGatePaidProxy-2          	    4012	    250000 ns/op	   57669 B/op	     270 allocs/op
+BenchmarkBaselineReverseProxy-2   	    7514	    900000 ns/op	   45580 B/op	      92 allocs/op
+BenchmarkBaselineReverseProxy-2   	    7514	     90000 ns/op	   45580 B/op	      92 allocs/op
 PASS
 `
 	var out bytes.Buffer
