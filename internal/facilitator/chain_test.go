@@ -76,7 +76,7 @@ func newChainEnv(t *testing.T, rpcURL string, mod func(*Config)) *chainEnv {
 	dev.Register(reg)
 	prom := prometheus.NewRegistry()
 	cfg := Config{RPCURL: rpcURL, Chain: "dev", Registry: reg, Key: dev.Facilitator.Key, Registerer: prom,
-		RPCTimeout: 5 * time.Second, ReceiptTimeout: 20 * time.Second, ReceiptPoll: 20 * time.Millisecond}
+		RPCTimeout: 10 * time.Second, ReceiptTimeout: 45 * time.Second, ReceiptPoll: 20 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
 	}
