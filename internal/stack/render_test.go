@@ -428,3 +428,15 @@ func TestHelmLint(t *testing.T) {
 		}
 	}
 }
+
+func TestDevImageNote(t *testing.T) {
+	if devImageNote("v1.0.0", nil) != "" {
+		t.Error("note for a released version")
+	}
+	if devImageNote("dev", map[string]any{"image": map[string]any{"tag": "v1.0.0"}}) != "" {
+		t.Error("note although image.tag is set")
+	}
+	if n := devImageNote("dev", map[string]any{}); !strings.Contains(n, "image.tag") {
+		t.Errorf("dev build without image.tag: note %q", n)
+	}
+}

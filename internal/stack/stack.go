@@ -252,12 +252,29 @@ func (s *Stack) finish(ctx context.Context, c *chart.Chart, rel *release.Release
 		res.Notes = append(res.Notes, more...)
 	}
 	res.Objects = append(crdObjs, objs...)
+	if note := devImageNote(s.version, mergedForCheck(rel, o.Values)); note != "" {
+		res.Notes = append(res.Notes, note)
+	}
 	if monitoringSkipped(c, mergedForCheck(rel, o.Values), rel.Manifest) {
 		res.Notes = append(res.Notes, "monitoring: the cluster does not serve "+MonitoringAPIVersion+
 			" (prometheus-operator), so the ServiceMonitor, PodMonitor and PrometheusRule were skipped; install "+
 			"prometheus-operator (e.g. kube-prometheus-stack) and run `obol stack upgrade`, or set monitoring.enabled=true")
 	}
 	return res, nil
+}
+
+// devImageNote warns when a development build would deploy an image tag
+// that no registry has.
+func devImageNote(version string, vals map[string]any) string {
+	if version != "dev" && version != "" {
+		return ""
+	}
+	if img, ok := vals["image"].(map[string]any); ok {
+		if tag, _ := img["tag"].(string); tag != "" {
+			return ""
+		}
+	}
+	return "image: this obol binary is a development build (version \"dev\"), so the pods use image tag \"dev\"; set --set image.tag=<a released version> (or push your own image and set image.repository)"
 }
 
 // mergedForCheck returns the values the release was rendered with.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/stack"
 	"github.com/obolstack/obol/internal/testenv"
@@ -189,5 +191,55 @@ current-context: c
 	err := cmd.Execute()
 	if err == nil || !strings.Contains(err.Error(), "cluster") {
 		t.Errorf("unreachable cluster: %v", err)
+	}
+}
+
+// A real install, `status -o json` and uninstall, all through the CLI.
+func TestInstallStatusUninstallCLI(t *testing.T) {
+	testenv.SkipOrFail(t, kubeErr)
+	kube.LogOnFailure(t)
+	ns := kube.NewNamespace(t)
+	run := func(cmd func(*cmdutil.Factory) *cobra.Command, output string, args ...string) (string, string, error) {
+		f, out, errOut := testFactory()
+		f.Global.Kubeconfig = kube.Kubeconfig
+		f.Global.Namespace = ns
+		f.Global.Output = output
+		c := cmd(f)
+		c.SetArgs(args)
+		err := c.Execute()
+		return out.String(), errOut.String(), err
+	}
+	install := func(f *cmdutil.Factory) *cobra.Command { return NewCmdInstall(f, nil) }
+	status := func(f *cmdutil.Factory) *cobra.Command { return NewCmdStatus(f, nil) }
+	uninstall := func(f *cmdutil.Factory) *cobra.Command { return NewCmdUninstall(f, nil) }
+
+	out, errOut, err := run(install, cmdutil.OutputTable, "--release-name", "obol-cli", "--set", "frontend.serviceAccount.name=ui-cli")
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "Installed release obol-cli in namespace "+ns+": revision 1, deployed") {
+		t.Errorf("install output:\n%s", out)
+	}
+	out, _, err = run(status, cmdutil.OutputJSON, "--release-name", "obol-cli")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var st stack.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if st.Release != "obol-cli" || st.Status != "deployed" || len(st.Deployments) != 3 || !st.Monitoring {
+		t.Errorf("status %+v", st)
+	}
+	out, _, err = run(status, cmdutil.OutputTable, "--release-name", "obol-cli")
+	if err != nil || !strings.Contains(out, "obol-cli-verifier") || !strings.Contains(out, "0/1") {
+		t.Errorf("status table (%v):\n%s", err, out)
+	}
+	out, errOut, err = run(uninstall, cmdutil.OutputTable, "--release-name", "obol-cli")
+	if err != nil {
+		t.Fatalf("uninstall: %v", err)
+	}
+	if !strings.Contains(out, "Uninstalled release obol-cli") || !strings.Contains(errOut, "CRDs") {
+		t.Errorf("uninstall output:\n%s\nstderr:\n%s", out, errOut)
 	}
 }
