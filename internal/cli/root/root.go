@@ -16,6 +16,7 @@ import (
 	"github.com/obolstack/obol/internal/cli/chains"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/cli/controllercmd"
+	"github.com/obolstack/obol/internal/cli/devcmd"
 	earningscmd "github.com/obolstack/obol/internal/cli/earnings"
 	"github.com/obolstack/obol/internal/cli/facilitatorcmd"
 	"github.com/obolstack/obol/internal/cli/sell"
@@ -75,6 +76,7 @@ and see the money move.`,
 		controllercmd.NewCmdController(f, nil),
 		verifiercmd.NewCmdVerifier(f),
 		stackcmd.NewCmdStack(f),
+		devcmd.NewCmdDev(f),
 	)
 	return cmd
 }

@@ -1,0 +1,105 @@
+package devcmd
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/devstack"
+)
+
+func TestDevFlags(t *testing.T) {
+	f, _ := cmdutil.NewTestFactory()
+	var got *RunOptions
+	cmd := &cobra.Command{Use: "dev"}
+	bindRun(f, cmd, func(o *RunOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--pay", "5", "--exit-after", "--listen", "127.0.0.1:0"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Pay != 5 || !got.ExitAfter || got.Listen != "127.0.0.1:0" || got.Price != "0.001" {
+		t.Fatalf("options %+v", got)
+	}
+	cmd = &cobra.Command{Use: "dev"}
+	bindRun(f, cmd, func(o *RunOptions) error { return nil })
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetArgs([]string{"--pay", "-1"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--pay") {
+		t.Fatalf("negative --pay: %v", err)
+	}
+}
+
+func TestDevPayExitAfter(t *testing.T) {
+	dir := t.TempDir()
+	ios, _, out, errOut := cmdutil.Test()
+	var ready *devstack.Stack
+	err := devRun(&RunOptions{IO: ios, Output: cmdutil.OutputTable, LogLevel: "info",
+		Listen: "127.0.0.1:0", Pay: 3, ExitAfter: true, Price: "0.0025",
+		KeyDir: filepath.Join(dir, "keys"), StackFile: filepath.Join(dir, "stack.json"),
+		Ready: func(s *devstack.Stack) { ready = s },
+	})
+	if err != nil {
+		t.Fatalf("obol dev: %v\n%s\n%s", err, out, errOut)
+	}
+	text := out.String()
+	for _, want := range []string{
+		"✓ dev chain", "✓ facilitator", "✓ verifier", "Ready in",
+		"Price           0.0025 USDC per call (offer default/demo)",
+		"Buyer key file  " + filepath.Join(dir, "keys", "buyer-1.key"),
+		"#3", "paid 0.0025 USDC",
+		"default/demo", "obol-dev (eip155:1337)", "0.0075 USDC", "0s ago", "50%",
+		"Stopped the verifier, upstream, facilitator and chain",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// Charged calls column: exactly 3.
+	if !regexp.MustCompile(`default/demo\s+obol-dev \(eip155:1337\)\s+3\s+0\.0075 USDC`).MatchString(text) {
+		t.Errorf("summary row wrong:\n%s", text)
+	}
+	if ready == nil {
+		t.Fatal("Ready not called")
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s\nstderr:\n%s", text, errOut)
+	}
+}
+
+func TestDevJSON(t *testing.T) {
+	dir := t.TempDir()
+	ios, _, out, errOut := cmdutil.Test()
+	err := devRun(&RunOptions{IO: ios, Output: cmdutil.OutputJSON, Listen: "127.0.0.1:0", Pay: 2, ExitAfter: true, Price: "0.001",
+		KeyDir: filepath.Join(dir, "keys"), StackFile: filepath.Join(dir, "stack.json")})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	var doc struct {
+		Stack struct {
+			VerifierURL string `json:"verifierURL"`
+		} `json:"stack"`
+		Calls    []devstack.Call `json:"calls"`
+		Earnings struct {
+			Offers []struct {
+				ChargedCalls struct{ Lifetime int64 }    `json:"chargedCalls"`
+				Revenue      []struct{ Lifetime string } `json:"revenue"`
+			} `json:"offers"`
+		} `json:"earnings"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out)
+	}
+	if len(doc.Calls) != 2 || len(doc.Earnings.Offers) != 1 || doc.Earnings.Offers[0].ChargedCalls.Lifetime != 2 ||
+		doc.Earnings.Offers[0].Revenue[0].Lifetime != "0.002" || doc.Stack.VerifierURL == "" {
+		t.Fatalf("document %s", out)
+	}
+	if !bytes.Contains(errOut.Bytes(), []byte("✓ verifier")) {
+		t.Fatalf("progress should go to stderr with -o json:\n%s", errOut)
+	}
+}
