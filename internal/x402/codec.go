@@ -231,7 +231,20 @@ func NewExactPayment(version int, req Requirement, exact ExactEVMPayload) (*Paym
 		}
 		p.V2 = &PaymentPayloadV2{X402Version: Version2, Resource: res, Accepted: req.V2(), Payload: payload}
 		p.Network = req.Network
-		raw, err = json.Marshal(p.V2)
+		if e := req.echoFor(); e != nil && len(e.accepted) > 0 {
+			// Echo what the server sent, byte for byte: servers find the
+			// requirement a payment answers by comparing `accepted`.
+			w := paymentPayloadV2Wire{X402Version: Version2, Resource: e.resource, Accepted: e.accepted, Payload: payload, Extensions: e.extensions}
+			if w.Resource == nil && res != nil {
+				w.Resource, _ = json.Marshal(res)
+			}
+			if len(e.extensions) > 0 {
+				_ = json.Unmarshal(e.extensions, &p.V2.Extensions)
+			}
+			raw, err = json.Marshal(w)
+		} else {
+			raw, err = json.Marshal(p.V2)
+		}
 	default:
 		return nil, fmt.Errorf("unsupported x402Version %d", version)
 	}
@@ -281,6 +294,11 @@ func RequirementFromV1(v PaymentRequirementsV1) Requirement {
 		Asset: v.Asset, PayTo: v.PayTo, MaxTimeoutSeconds: v.MaxTimeoutSeconds,
 		Resource:     ResourceInfo{URL: v.Resource, Description: v.Description, MimeType: v.MimeType},
 		OutputSchema: v.OutputSchema,
+	}
+	if s := bytes.TrimSpace(r.OutputSchema); len(s) == 0 || string(s) == "null" {
+		// The v1 specification's own example sends "outputSchema": null;
+		// treat it as absent so it is never echoed back as null.
+		r.OutputSchema = nil
 	}
 	if v.Extra != nil {
 		r.Extra = *v.Extra
@@ -447,8 +465,20 @@ func parseChallengeJSON(header string, raw []byte) (*Challenge, error) {
 			return nil, err
 		}
 		c.Error, c.Resource, c.Extensions = pr.Error, pr.Resource, pr.Extensions
-		for _, a := range pr.Accepts {
-			c.Requirements = append(c.Requirements, RequirementFromV2(a, pr.Resource))
+		var verbatim struct {
+			Resource   json.RawMessage   `json:"resource"`
+			Accepts    []json.RawMessage `json:"accepts"`
+			Extensions json.RawMessage   `json:"extensions"`
+		}
+		if json.Unmarshal(raw, &verbatim) != nil || len(verbatim.Accepts) != len(pr.Accepts) {
+			verbatim.Accepts = nil
+		}
+		for i, a := range pr.Accepts {
+			r := RequirementFromV2(a, pr.Resource)
+			if verbatim.Accepts != nil {
+				r.echo = newWireEcho(r, verbatim.Accepts[i], verbatim.Resource, verbatim.Extensions)
+			}
+			c.Requirements = append(c.Requirements, r)
 		}
 	default:
 		return nil, fieldErr(header, "x402Version", "unsupported version %d (want 1 or 2)", probe.X402Version)
@@ -485,7 +515,19 @@ func NewVerifyRequest(p *Payment, req Requirement) (VerifyRequest, error) {
 
 // ParseVerifyRequest decodes a facilitator request into the payment and the
 // requirement (network as on the wire: v1 name or v2 CAIP-2).
+//
+// The top-level x402Version may be absent (the v2 specification's /verify
+// example has none, and some clients follow it); the version is then the
+// one paymentPayload declares. When both are present they must agree.
 func ParseVerifyRequest(vr VerifyRequest) (*Payment, Requirement, error) {
+	if vr.X402Version == 0 && len(vr.PaymentPayload) > 0 {
+		var probe struct {
+			X402Version int `json:"x402Version"`
+		}
+		if json.Unmarshal(vr.PaymentPayload, &probe) == nil {
+			vr.X402Version = probe.X402Version
+		}
+	}
 	if vr.X402Version != Version1 && vr.X402Version != Version2 {
 		return nil, Requirement{}, fieldErr("", "x402Version", "unsupported version %d (want 1 or 2)", vr.X402Version)
 	}

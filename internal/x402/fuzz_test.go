@@ -66,6 +66,24 @@ func FuzzParseChallenge(f *testing.F) {
 		if len(c.Requirements) == 0 {
 			t.Fatal("challenge without requirements accepted")
 		}
+		// A payment answering any parsed requirement (v2: echoing the
+		// server's JSON) parses back to the same terms.
+		for _, r := range c.Requirements {
+			if r.Scheme != SchemeExact || r.Network == "" {
+				continue
+			}
+			p, err := NewExactPayment(c.Version, r, sampleExact())
+			if err != nil {
+				t.Fatalf("build payment: %v", err)
+			}
+			back, err := ParsePaymentJSON(HeaderPaymentSignature, p.Raw)
+			if err != nil {
+				t.Fatalf("our payment does not parse: %v\n%s", err, p.Raw)
+			}
+			if c.Version == Version2 && (back.V2.Accepted.Amount != r.Amount || back.V2.Accepted.PayTo != r.PayTo || back.V2.Accepted.Asset != r.Asset) {
+				t.Fatalf("echoed terms differ: %+v vs %+v", back.V2.Accepted, r)
+			}
+		}
 	})
 }
 

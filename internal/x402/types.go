@@ -139,6 +139,11 @@ type Requirement struct {
 	Extra             Extra
 	Resource          ResourceInfo
 	OutputSchema      json.RawMessage
+
+	// echo keeps the JSON a v2 challenge carried for this requirement, so
+	// a v2 payment can echo `accepted`, `resource` and `extensions` exactly
+	// as the server sent them (servers match `accepted` by deep equality).
+	echo *wireEcho
 }
 
 // Payment is a payment header decoded from a request, of either version.
@@ -204,4 +209,25 @@ type SupportedResponse struct {
 	Kinds      []SupportedKind     `json:"kinds"`
 	Extensions []string            `json:"extensions"`
 	Signers    map[string][]string `json:"signers,omitempty"`
+}
+
+// MarshalJSON writes kinds, extensions and signers as arrays/objects even
+// when empty: the v2 specification makes all three required, and clients
+// that validate the answer refuse null.
+func (s SupportedResponse) MarshalJSON() ([]byte, error) {
+	type plain SupportedResponse
+	out := plain(s)
+	if out.Kinds == nil {
+		out.Kinds = []SupportedKind{}
+	}
+	if out.Extensions == nil {
+		out.Extensions = []string{}
+	}
+	if out.Signers == nil {
+		out.Signers = map[string][]string{}
+	}
+	return json.Marshal(struct {
+		plain
+		Signers map[string][]string `json:"signers"`
+	}{out, out.Signers})
 }
