@@ -234,11 +234,19 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		opts.Price, s.Token.Symbol, s.Seller.Address.Hex())
 
 	if opts.StackFile != "" {
-		if err := stackfile.Write(opts.StackFile, s.Info()); err != nil {
-			return nil, err
+		// Never take over the file of another obol dev that still runs:
+		// `obol buy pay` would then sign for this chain's token while
+		// talking to that one.
+		if other, err := stackfile.Read(opts.StackFile); err == nil && other.PID != os.Getpid() && other.Alive() {
+			step("stack file    %s belongs to another obol dev (pid %d, %s); not replaced — use --stack-file to publish this one",
+				opts.StackFile, other.PID, other.VerifierURL)
+		} else {
+			if err := stackfile.Write(opts.StackFile, s.Info()); err != nil {
+				return nil, err
+			}
+			s.stackFile = opts.StackFile
+			step("stack file    %s", opts.StackFile)
 		}
-		s.stackFile = opts.StackFile
-		step("stack file    %s", opts.StackFile)
 	}
 	s.StartedIn = time.Since(began)
 	return s, nil
@@ -268,7 +276,7 @@ func (s *Stack) serve(l net.Listener, h http.Handler) string {
 func (s *Stack) Info() stackfile.Info {
 	chain, _ := s.Registry.Chain(s.Token.Chain)
 	return stackfile.Info{
-		PID: os.Getpid(), StartedAt: s.now().UTC().Truncate(time.Second),
+		Format: stackfile.FormatVersion, PID: os.Getpid(), StartedAt: s.now().UTC().Truncate(time.Second),
 		Chain: chain, RPCURL: s.RPCURL, Token: s.Token,
 		FacilitatorURL: s.FacilitatorURL, VerifierURL: s.VerifierURL, MetricsURL: s.MetricsURL,
 		PaidURLs: []string{s.URL(PathWeather), s.URL(PathJoke)}, Price: s.Price,

@@ -7,15 +7,19 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+
 	"github.com/obolstack/obol/internal/cli/buy"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
+	"github.com/obolstack/obol/internal/evm"
 )
 
 // One stack for the package's tests: it is a real chain, facilitator and
@@ -142,5 +146,33 @@ func TestDevStackLoop(t *testing.T) {
 	// was one more 402: 5 / (6 + 5).
 	if r := *o.SettlementRate; r < 5.0/11-1e-5 || r > 5.0/11+1e-5 {
 		t.Fatalf("settlement rate %v, want 5/11", r)
+	}
+}
+
+func TestStackFileOfAnotherLiveDevIsKept(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stack.json")
+	// The parent process (go test) stands in for another running obol dev.
+	other := stackfile.Info{PID: os.Getppid(), VerifierURL: "http://127.0.0.1:8080",
+		Chain: evm.NewRegistry().Chains()[0], Token: evm.Token{Address: common.HexToAddress("0x01"), EIP712Name: "USDC", EIP712Version: "2"}}
+	other.Chain.ChainID = 1337
+	if err := stackfile.Write(path, other); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	s, err := devstack.Start(context.Background(), devstack.Options{Listen: "127.0.0.1:0", StackFile: path,
+		Step: func(msg string, _ time.Duration) { steps = append(steps, msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := stackfile.Read(path)
+	if err != nil || got.PID != os.Getppid() {
+		t.Fatalf("the other obol dev's stack file was replaced or removed: %+v %v", got, err)
+	}
+	if last := steps[len(steps)-1]; !strings.Contains(last, "belongs to another obol dev") {
+		t.Fatalf("no warning: %q", last)
 	}
 }
