@@ -465,10 +465,12 @@ func (p *Payer) send(ctx context.Context, req *http.Request, header, value strin
 		}
 		r.Body = body
 	}
+	client := p.client()
 	if header != "" {
 		r.Header.Set(header, value)
+		client = paidClient(client)
 	}
-	resp, err := p.client().Do(r)
+	resp, err := client.Do(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
@@ -482,6 +484,27 @@ func (p *Payer) send(ctx context.Context, req *http.Request, header, value strin
 		return nil, fmt.Errorf("response of %s %s is larger than %d bytes", req.Method, req.URL.Redacted(), limit)
 	}
 	return &Result{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// paidClient copies c so that a redirect to another host does not carry the
+// payment header along: the authorization is meant for the server that asked.
+func paidClient(c *http.Client) *http.Client {
+	cp := *c
+	next := c.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > 0 && !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+			req.Header.Del(x402.HeaderPaymentSignature)
+			req.Header.Del(x402.HeaderXPayment)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
 }
 
 // readReceipt reads the settlement header of the version, falling back to
