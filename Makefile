@@ -44,7 +44,7 @@ demo: ## run the whole payment loop locally and print the earnings
 	$(GO) run ./cmd/obol dev --pay 5 --exit-after
 
 .PHONY: test
-test: test-deps lint ## install test services, lint, run all tests with -race, then fuzz
+test: test-deps lint contracts-check ## install test services, lint, check the token build, run all tests with -race, then fuzz
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 

@@ -22,6 +22,8 @@ apt_packages=()
 command -v prometheus >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 [ -x /usr/bin/etcd ] || apt_packages+=(etcd-server)
+# npm compiles the token contract for `make contracts-check`.
+command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_packages[*]}"
   sudo_if_needed apt-get update -qq
@@ -31,7 +33,7 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   pkill -x prometheus >/dev/null 2>&1 || true
   pkill -x etcd >/dev/null 2>&1 || true
 else
-  log "Debian packages present (prometheus, promtool, etcd)"
+  log "Debian packages present (prometheus, promtool, etcd, npm)"
 fi
 
 mkdir -p "$TESTBIN"
