@@ -26,6 +26,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
@@ -90,17 +92,43 @@ func (r *ServiceOfferReconciler) defaults() {
 	}
 }
 
-// SetupWithManager registers the reconciler. HTTPRoutes are not watched
-// (the Gateway API may not be installed); the reconciler requeues instead.
+// SetupWithManager registers the reconciler, watching ServiceOffers and the
+// Services they sell. HTTPRoutes are not watched (the Gateway API may not
+// be installed); the reconciler requeues instead.
 func (r *ServiceOfferReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
 	}
 	r.defaults()
+	// Index offers by their upstream Service, so a Service that appears,
+	// changes or goes wakes exactly the offers that use it.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ServiceOffer{}, upstreamIndex,
+		func(o client.Object) []string {
+			so := o.(*v1alpha1.ServiceOffer)
+			return []string{so.UpstreamNamespace() + "/" + so.Spec.Upstream.Service}
+		}); err != nil {
+		return fmt.Errorf("index ServiceOffers by upstream: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ServiceOffer{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.offersForService)).
 		Named("serviceoffer").
 		Complete(r)
+}
+
+const upstreamIndex = "spec.upstream.namespacedName"
+
+// offersForService maps a Service event to the offers whose upstream it is.
+func (r *ServiceOfferReconciler) offersForService(ctx context.Context, svc client.Object) []reconcile.Request {
+	var list v1alpha1.ServiceOfferList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{upstreamIndex: svc.GetNamespace() + "/" + svc.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, o := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.Namespace, Name: o.Name}})
+	}
+	return out
 }
 
 // Reconcile brings one offer's route and status in line with its spec.

@@ -213,7 +213,9 @@ func TestInvalidPaymentPublishesNoRoute(t *testing.T) {
 func TestUpstreamMissingThenCreated(t *testing.T) {
 	ns, c := setup(t)
 	ensureGatewayAPI(t)
-	startManager(t, newReconciler(c, "obol"))
+	r := newReconciler(c, "obol")
+	r.UpstreamMissingRetry = time.Hour // only the Service watch can notice the Service
+	startManager(t, r)
 	ctx := context.Background()
 	if err := c.Create(ctx, newOffer(ns, "weather")); err != nil {
 		t.Fatal(err)
