@@ -208,6 +208,10 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 	if sr.Network == "" {
 		sr.Network = route.Chain.CAIP2
 	}
+	if sr.Payer == "" {
+		// v1's SettlementResponse requires payer; the facilitator may omit it.
+		sr.Payer = pm.payer
+	}
 	hv, encErr := x402.EncodeSettleResponse(*sr)
 	if !sr.Success {
 		reason := sr.ErrorReason
