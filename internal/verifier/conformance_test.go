@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ethereum/go-ethereum/crypto"
+
 	"github.com/obolstack/obol/internal/x402"
 )
 
@@ -252,3 +254,30 @@ func TestConformanceMalformedPaymentIs400(t *testing.T) {
 		}
 	}
 }
+
+// A facilitator that leaves network and payer out of its settle answer:
+// the buyer's header still carries both, the network named as its version
+// names it.
+func TestConformanceSettleHeaderFillsNetworkAndPayer(t *testing.T) {
+	g := newGate(t, proxyDoc(newUpstream(t).URL))
+	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) {
+		return &x402.SettleResponse{Success: true, Transaction: "0x" + strings.Repeat("cd", 32)}, nil
+	}
+	for _, tc := range []struct {
+		version int
+		header  string
+		network string
+	}{{x402.Version2, x402.HeaderPaymentResponse, "eip155:84532"}, {x402.Version1, x402.HeaderXPaymentResponse, "base-sepolia"}} {
+		b := newBuyer(t)
+		name, value := b.pay(t, g.evm, tc.version, challenge(t, g.h, "/joke"))
+		r := httptest.NewRequest(http.MethodGet, "/joke", nil)
+		r.Header.Set(name, value)
+		w := g.do(r)
+		sr, err := x402.DecodeSettleResponse(tc.header, w.Header().Get(tc.header))
+		if w.Code != http.StatusOK || err != nil || sr.Network != tc.network || !strings.EqualFold(sr.Payer, b.address()) {
+			t.Fatalf("v%d: %d %+v %v (payer want %s)", tc.version, w.Code, sr, err, b.address())
+		}
+	}
+}
+
+func (b *buyer) address() string { return crypto.PubkeyToAddress(b.key.PublicKey).Hex() }

@@ -206,7 +206,11 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpSettle), Reason: reason})}
 	}
 	if sr.Network == "" {
+		// The network as the buyer's version names it (v1: base-sepolia).
 		sr.Network = route.Chain.CAIP2
+		if pm.version() == x402.Version1 {
+			sr.Network = pm.req.V1().Network
+		}
 	}
 	if sr.Payer == "" {
 		// v1's SettlementResponse requires payer; the facilitator may omit it.
