@@ -443,13 +443,23 @@ func ParseChallenge(h http.Header, body []byte) (*Challenge, error) {
 
 func parseChallengeJSON(header string, raw []byte) (*Challenge, error) {
 	var probe struct {
-		X402Version int `json:"x402Version"`
+		X402Version *int `json:"x402Version"`
 	}
 	if err := unmarshal(header, raw, &probe); err != nil {
 		return nil, err
 	}
-	c := &Challenge{Version: probe.X402Version}
-	switch probe.X402Version {
+	version := 0
+	switch {
+	case probe.X402Version != nil:
+		version = *probe.X402Version
+	case header == HeaderPaymentRequired:
+		// PAYMENT-REQUIRED exists only in v2; some servers leave the
+		// version out of it. A v1-shaped entry then has no `amount` and
+		// is refused by whoever reads it.
+		version = Version2
+	}
+	c := &Challenge{Version: version}
+	switch version {
 	case Version1:
 		var pr PaymentRequiredV1
 		if err := unmarshal(header, raw, &pr); err != nil {
@@ -481,7 +491,7 @@ func parseChallengeJSON(header string, raw []byte) (*Challenge, error) {
 			c.Requirements = append(c.Requirements, r)
 		}
 	default:
-		return nil, fieldErr(header, "x402Version", "unsupported version %d (want 1 or 2)", probe.X402Version)
+		return nil, fieldErr(header, "x402Version", "unsupported version %d (want 1 or 2)", version)
 	}
 	if len(c.Requirements) == 0 {
 		return nil, fieldErr(header, "accepts", "empty: the server offers no way to pay")

@@ -520,3 +520,38 @@ func TestInteropAuthorizationNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestInteropLenientWhereItIsSafe(t *testing.T) {
+	// A PAYMENT-REQUIRED header without x402Version (seen in the wild; the
+	// open-wallet-standard client defaults it to 2) is read as v2.
+	noVersion := `{"resource":{"url":"https://a.example/x"},"accepts":[{"scheme":"exact","network":"eip155:84532","amount":"10000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":60,"extra":{"name":"USDC","version":"2"}}]}`
+	h := http.Header{}
+	h.Set(HeaderPaymentRequired, base64.StdEncoding.EncodeToString([]byte(noVersion)))
+	c, err := ParseChallenge(h, nil)
+	if err != nil || c.Version != Version2 || c.Requirements[0].Amount != "10000" {
+		t.Fatalf("header without x402Version: %v %+v", err, c)
+	}
+	// ...but a body without it is not guessed.
+	if _, err := ParseChallenge(http.Header{}, []byte(noVersion)); err == nil {
+		t.Fatal("a body without x402Version was accepted")
+	}
+	// An explicit unknown version in the header is still refused.
+	h.Set(HeaderPaymentRequired, base64.StdEncoding.EncodeToString([]byte(`{"x402Version":3,"accepts":[{"scheme":"exact"}]}`)))
+	if _, err := ParseChallenge(h, nil); err == nil {
+		t.Fatal("x402Version 3 accepted")
+	}
+
+	// x402.org's PAYMENT-RESPONSE carries an extra "requirements" object
+	// (x402-foundation/x402 issue #836); unknown keys are ignored.
+	sr := `{"success":true,"transaction":"0x367b2be69eca8086e1cae68f6fc0704e7bb6af5fa1ae876d05b450641c455e4f","network":"eip155:84532","payer":"0xf6b42050A71Ca13f842eDa53C7d31B7C1BD94F6E","requirements":{"scheme":"exact","network":"eip155:84532","amount":"10000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"extra":{"name":"USDC","version":"2"}}}`
+	s, err := DecodeSettleResponse(HeaderPaymentResponse, base64.StdEncoding.EncodeToString([]byte(sr)))
+	if err != nil || !s.Success || s.Network != "eip155:84532" || !strings.HasPrefix(s.Transaction, "0x367b") {
+		t.Fatalf("settlement with requirements: %v %+v", err, s)
+	}
+
+	// Facilitators that answer with nulls for optional strings.
+	var v VerifyResponse
+	if err := json.Unmarshal([]byte(`{"isValid":false,"invalidReason":"invalid_exact_evm_payload_signature","invalidMessage":null,"payer":null}`), &v); err != nil || v.InvalidReason != ReasonInvalidSignature {
+		t.Fatalf("nulls: %v %+v", err, v)
+	}
+}
