@@ -3,6 +3,7 @@ package earnings
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/big"
 	"path/filepath"
@@ -101,6 +102,12 @@ func TestRealVerifierPaidCalls(t *testing.T) {
 
 	p.Reload(t, testenv.PromConfig{Targets: []string{st.VerifierURL}, RuleFiles: []string{ruleFile(t)}})
 	p.WaitFor(t, `x402:settlement_rate:1h_by_offer_chain`, func(f float64) bool { return f > 0 })
+	// The chart's revenue rules themselves, for the paid offer on its CAIP-2
+	// chain (what dashboards read).
+	sel := fmt.Sprintf(`{offer_namespace=%q,offer_name=%q,chain=%q}`, devstack.OfferNamespace, devstack.OfferName, chain)
+	p.WaitFor(t, `x402:revenue:24h_by_offer_chain`+sel, func(f float64) bool { return f > 0 })
+	p.WaitFor(t, `x402:revenue_atomic:24h_by_offer_chain_asset`+sel, func(f float64) bool { return f > 0 })
+	p.WaitForValue(t, `x402:revenue:lifetime_by_offer{offer_namespace="`+devstack.OfferNamespace+`",offer_name="`+devstack.OfferName+`"}`, paid)
 	ruled := runJSON(t, p.URL)
 	if ruled.Source.RecordingRules != "loaded" {
 		t.Errorf("with rules: recordingRules = %q", ruled.Source.RecordingRules)
