@@ -238,10 +238,16 @@ func NewExactPayment(version int, req Requirement, exact ExactEVMPayload) (*Paym
 			if w.Resource == nil && res != nil {
 				w.Resource, _ = json.Marshal(res)
 			}
-			if len(e.extensions) > 0 {
-				_ = json.Unmarshal(e.extensions, &p.V2.Extensions)
-			}
 			raw, err = json.Marshal(w)
+			if err == nil && len(w.Extensions) > 0 && base64.StdEncoding.EncodedLen(len(raw)) > MaxHeaderBytes {
+				// Echoed extensions would make the header larger than
+				// servers accept (ours: MaxHeaderBytes; Node: 16 KiB for
+				// all headers): send the payment without them.
+				w.Extensions = nil
+				raw, err = json.Marshal(w)
+			} else if len(w.Extensions) > 0 {
+				_ = json.Unmarshal(w.Extensions, &p.V2.Extensions)
+			}
 		} else {
 			raw, err = json.Marshal(p.V2)
 		}

@@ -555,3 +555,23 @@ func TestInteropLenientWhereItIsSafe(t *testing.T) {
 		t.Fatalf("nulls: %v %+v", err, v)
 	}
 }
+
+func TestInteropEchoedExtensionsStayWithinHeaderLimits(t *testing.T) {
+	big := strings.Repeat("x", MaxHeaderBytes)
+	body := []byte(`{"x402Version":2,"resource":{"url":"https://a.example/x"},"accepts":[{"scheme":"exact","network":"eip155:84532","amount":"5","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":30}],"extensions":{"bazaar":{"info":{"doc":"` + big + `"},"schema":{}}}}`)
+	c, err := ParseChallenge(http.Header{}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewExactPayment(Version2, c.Requirements[0], sampleExact())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, value, err := p.Encode()
+	if err != nil || len(value) > MaxHeaderBytes || bytes.Contains(p.Raw, []byte(`"extensions"`)) || p.V2.Extensions != nil {
+		t.Fatalf("%s is %d bytes (limit %d), extensions kept: %v", name, len(value), MaxHeaderBytes, err)
+	}
+	if _, err := DecodePayment(name, value); err != nil {
+		t.Fatalf("our own decoder refuses it: %v", err)
+	}
+}
