@@ -486,7 +486,8 @@ func TestRPCDownOrHanging(t *testing.T) {
 				if mode == "hang" && !strings.Contains(fe.Message, "RPC timeout") {
 					t.Errorf("%s: message %q does not say the RPC timed out", op, fe.Message)
 				}
-				if took > 3*rpcTimeout {
+				// Bounded by the RPC timeout, with room for a loaded machine.
+				if took > rpcTimeout+5*time.Second {
 					t.Errorf("%s took %s with an RPC timeout of %s", op, took, rpcTimeout)
 				}
 				t.Logf("%s, RPC %s: %s after %s", op, mode, fe.Message, took.Round(time.Millisecond))

@@ -208,7 +208,8 @@ func TestClientTimeoutsAndNetworkErrors(t *testing.T) {
 		if !errors.As(err, &fe) || !fe.Temporary || fe.StatusCode != 0 || !strings.Contains(fe.Message, "no answer within "+c.timeout.String()) {
 			t.Errorf("%s: %v, want a temporary *Error naming the timeout", c.op, err)
 		}
-		if took < c.timeout || took > c.timeout+time.Second {
+		// Not before the timeout; not long after it (room for a loaded machine).
+		if took < c.timeout || took > c.timeout+5*time.Second {
 			t.Errorf("%s took %s with a %s timeout", c.op, took, c.timeout)
 		}
 	}
