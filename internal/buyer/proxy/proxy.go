@@ -274,9 +274,14 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 	}
 	tx := ""
 	settled := false
-	if v := paid.header.Get(x402.ResponseHeaderName(ch.Version)); v != "" {
-		if sr, derr := x402.DecodeSettleResponse(x402.ResponseHeaderName(ch.Version), v); derr == nil {
-			tx, settled = sr.Transaction, sr.Success
+	// The settlement result comes in the challenge version's header; a
+	// seller mid-migration may use the other name.
+	for _, name := range []string{x402.ResponseHeaderName(ch.Version), x402.ResponseHeaderName(3 - ch.Version)} {
+		if v := paid.header.Get(name); v != "" {
+			if sr, derr := x402.DecodeSettleResponse(name, v); derr == nil {
+				tx, settled = sr.Transaction, sr.Success
+				break
+			}
 		}
 	}
 	if paid.status < 400 && (settled || tx != "") {

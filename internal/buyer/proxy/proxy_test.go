@@ -299,3 +299,39 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatalf("status: %+v", u)
 	}
 }
+
+// A seller that challenges in v2 but answers the settlement in the v1
+// header (mid-migration) still has its transaction recorded.
+func TestSettlementHeaderOfTheOtherVersion(t *testing.T) {
+	f := newFixture(t, x402.Version2, "1000", 1, "")
+	inner := f.seller
+	swap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		inner.ServeHTTP(rec, r)
+		for k, vs := range rec.Header() {
+			if k == http.CanonicalHeaderKey(x402.HeaderPaymentResponse) {
+				k = x402.HeaderXPaymentResponse
+			}
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	defer swap.Close()
+	f.srv = swap
+	os.Remove(filepath.Join(f.dir, "weather.yaml"))
+	f.writeUpstream("weather", "1000", 1, "")
+	st, _ := LoadState(f.state)
+	s, err := New(Options{ConfigDir: f.dir, State: st, Registry: evm.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := call(t, s.Handler(), "/upstream/weather/x", ""); w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if u := st.Uses[0]; u.Outcome != "settled" || u.Transaction == "" {
+		t.Fatalf("recorded %+v, want settled with its transaction", u)
+	}
+}
