@@ -244,3 +244,21 @@ func DecodeSignature(s string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ErrHighS reports a signature whose s is in the upper half of the curve
+// order: the malleable twin of a valid signature, which EIP-2 and USDC's
+// contract reject.
+var ErrHighS = errors.New("signature s value is in the upper half of the curve order (a malleable signature; re-sign with a standard library)")
+
+var secp256k1HalfN = new(big.Int).Rsh(crypto.S256().Params().N, 1)
+
+// CheckCanonical rejects a 65-byte signature with a high s value.
+func CheckCanonical(sig []byte) error {
+	if len(sig) != 65 {
+		return fmt.Errorf("%w: got %d bytes", ErrSignatureLength, len(sig))
+	}
+	if new(big.Int).SetBytes(sig[32:64]).Cmp(secp256k1HalfN) > 0 {
+		return ErrHighS
+	}
+	return nil
+}

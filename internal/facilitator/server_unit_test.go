@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -175,6 +178,7 @@ func TestVerifyReasonsInOrder(t *testing.T) {
 			req: func(r *x402.Requirement) { r.Asset = "0x0000000000000000000000000000000000000002" }, reason: x402.ReasonInvalidPaymentRequirements, msg: "not a token"},
 		{name: "smart wallet signature", exact: func(e *x402.ExactEVMPayload) { e.Signature += strings.Repeat("00", 32) }, reason: x402.ReasonUnsupportedSignatureScheme, msg: "EIP-1271"},
 		{name: "short signature", exact: func(e *x402.ExactEVMPayload) { e.Signature = e.Signature[:len(e.Signature)-2] }, reason: x402.ReasonInvalidSignature, msg: "65 bytes"},
+		{name: "malleable high-s twin", exact: func(e *x402.ExactEVMPayload) { e.Signature = highSTwin(t, e.Signature) }, reason: x402.ReasonInvalidSignature, msg: "upper half"},
 		{name: "tampered value", exact: func(e *x402.ExactEVMPayload) { e.Authorization.Value = "10001" }, req: func(r *x402.Requirement) { r.Amount = "10001" }, reason: x402.ReasonInvalidSignature},
 		// Malformed bodies: 400 naming the field.
 		{name: "bad nonce", exact: func(e *x402.ExactEVMPayload) { e.Authorization.Nonce = "0x1234" }, status: 400, reason: x402.ReasonInvalidPayload, msg: "nonce"},
@@ -530,4 +534,20 @@ func benchRPC(b *testing.B) *httptest.Server {
 	}))
 	b.Cleanup(srv.Close)
 	return srv
+}
+
+// highSTwin returns the other valid signature of the same message: s' = n - s
+// with the recovery id flipped. It recovers to the same signer.
+func highSTwin(t *testing.T, hexSig string) string {
+	t.Helper()
+	sig, err := evm.DecodeSignature(hexSig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := crypto.S256().Params().N
+	s := new(big.Int).Sub(n, new(big.Int).SetBytes(sig[32:64]))
+	out := append([]byte{}, sig[:32]...)
+	out = append(out, common.LeftPadBytes(s.Bytes(), 32)...)
+	out = append(out, sig[64]^1)
+	return hexutil.Encode(out)
 }

@@ -191,6 +191,9 @@ func (s *Server) inspect(vr x402.VerifyRequest) (*checked, *outcome) {
 	if len(sig) > 65 {
 		return fail(invalid(x402.ReasonUnsupportedSignatureScheme, "signature is %d bytes: smart-wallet (EIP-1271/EIP-6492) signatures are not supported, sign with an EOA key (65 bytes)", len(sig)))
 	}
+	if errors.Is(evm.CheckCanonical(sig), evm.ErrHighS) {
+		return fail(invalid(x402.ReasonInvalidSignature, "%v", evm.ErrHighS))
+	}
 	domain := evm.Domain{Name: req.Extra.Name, Version: req.Extra.Version, ChainID: s.chain.ChainIDBig(), VerifyingContract: asset}
 	signer, err := evm.Recover(domain, auth, sig)
 	if err != nil {
