@@ -108,7 +108,7 @@ requirement's maxTimeoutSeconds, with a random 32-byte nonce.
 Exit status: 0 paid or free 2xx; 1 request failed or HTTP >= 400; 2 bad
 flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 		Example: `  # pay the running ` + "`obol dev`" + ` demo (it prints the buyer key file)
-  obol buy pay http://127.0.0.1:8080/weather --key-file ~/.cache/obol/dev/keys/buyer.key --max-amount 0.01
+  obol buy pay 'http://127.0.0.1:8080/weather?city=Paris' --key-file ~/.cache/obol/dev/keys/buyer-1.key --max-amount 0.01
 
   # see what it would cost, sign nothing
   obol buy pay https://api.example.com/weather --dry-run

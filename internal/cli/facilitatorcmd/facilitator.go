@@ -99,7 +99,7 @@ domain (--token-name, --token-version) and decimals.`,
 		Example: `  # on the development chain (obol dev chain prints the RPC URL, token and key files)
   obol facilitator serve --rpc http://127.0.0.1:8545 --chain dev \
     --key-file ~/.cache/obol/dev/keys/facilitator.key \
-    --token-address 0x5FbDB2315678afecb367f032d93F642f64180aa3
+    --token-address 0x2b1894172E4e079140C3DaE53394356262b7e258
 
   # on Base Sepolia with its USDC, key in a keystore
   OBOL_KEY_PASSPHRASE=... obol facilitator serve --rpc https://sepolia.base.org \
