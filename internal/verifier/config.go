@@ -60,7 +60,10 @@ type Spec struct {
 
 	// Source names where the spec came from in errors ("pricing.yaml").
 	Source string `yaml:"-" json:"-"`
-	pos    map[string]Pos
+	// routesFromSource is set by WithRoutes: the routes came from a route
+	// source, not the file, and may be empty.
+	routesFromSource bool
+	pos              map[string]Pos
 }
 
 // AssetSpec overrides the token a route is paid in. With only a symbol or
@@ -431,7 +434,9 @@ func (c *compiler) compile() *Config {
 		c.fail("offerNamespace", "%v", err)
 	}
 
-	if len(s.Routes) == 0 {
+	// A pricing file without routes is a mistake; a route source (the
+	// cluster's ServiceOffers) may have none, and then serves nothing paid.
+	if len(s.Routes) == 0 && !s.routesFromSource {
 		c.fail("routes", "no routes: add at least one {pattern, price}")
 	}
 	explicit := map[Offer]bool{}

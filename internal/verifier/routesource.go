@@ -42,6 +42,7 @@ func (s *Spec) WithRoutes(source string, routes []RouteSpec) *Spec {
 	c := *s
 	c.Source = source
 	c.Routes = append([]RouteSpec(nil), routes...)
+	c.routesFromSource = true
 	c.pos = map[string]Pos{}
 	for k, v := range s.pos {
 		if !strings.HasPrefix(k, "routes") {

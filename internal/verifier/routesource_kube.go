@@ -155,16 +155,9 @@ func (k *kubeSource) sync(ctx context.Context, r client.Reader, sink ConfigSink,
 		return nil
 	}
 	if len(routes) == 0 {
-		k.mu.Lock()
-		applied := k.last != ""
-		k.mu.Unlock()
-		if applied {
-			// A config needs at least one route; keep the last one but say so.
-			sink.ReportReloadFailure(errors.New("kube route source: no published ServiceOffer left; the last config stays in force until one is published"))
-		} else {
-			k.log.Info("no published ServiceOffers yet; the verifier becomes ready when the first is published")
-		}
-		return nil
+		// No offer is served: apply an empty route list, so a deleted or
+		// paused offer is never charged again and its series go.
+		k.log.Info("no published ServiceOffers: serving no paid routes")
 	}
 	spec := k.opts.Globals.WithRoutes(KubeSourceName, routes)
 	cfg, err := Compile(spec, k.opts.Registry, k.opts.Env)
