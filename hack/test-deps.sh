@@ -28,10 +28,8 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_packages[*]}"
   sudo_if_needed apt-get update -qq
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
-  # Debian starts services on install on some images; tests start their own.
+  # Debian may start the services on install; tests run their own on free ports.
   sudo_if_needed systemctl stop prometheus etcd >/dev/null 2>&1 || true
-  pkill -x prometheus >/dev/null 2>&1 || true
-  pkill -x etcd >/dev/null 2>&1 || true
 else
   log "Debian packages present (prometheus, promtool, etcd, npm)"
 fi
