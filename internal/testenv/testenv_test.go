@@ -197,7 +197,11 @@ func TestPrometheusScrapesHandler(t *testing.T) {
 	prom.WaitForValue(t, `obol_testenv_proof_total`, 50)
 	prom.WaitForValue(t, `job:obol_testenv_proof:sum{job="test"}`, 50)
 
-	m := prom.QueryRange(t, `obol_testenv_proof_total`, start, time.Now(), time.Second)
+	// Points fall at from + k*step; align from so the last one is exactly
+	// end, after the sample the instant query above already saw.
+	end := time.Now()
+	from := end.Add(-end.Sub(start).Truncate(time.Second))
+	m := prom.QueryRange(t, `obol_testenv_proof_total`, from, end, time.Second)
 	if len(m) != 1 || len(m[0].Values) == 0 {
 		t.Fatalf("range query: got %v, want one series with samples", m)
 	}
