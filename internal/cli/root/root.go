@@ -78,7 +78,38 @@ and see the money move.`,
 		stackcmd.NewCmdStack(f),
 		devcmd.NewCmdDev(f),
 	)
+	rejectUnknownSubcommands(cmd)
 	return cmd
+}
+
+// rejectUnknownSubcommands makes every command group below the root (obol
+// buy, obol stack, ...) fail on an unknown subcommand, with suggestions,
+// instead of cobra's default of printing the group's help and exiting 0 —
+// which hides a typo such as `obol buy py URL` from scripts.
+func rejectUnknownSubcommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		rejectUnknownSubcommands(c)
+		if !c.HasSubCommands() || c.Runnable() {
+			continue
+		}
+		c.SuggestionsMinimumDistance = 2
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			var names []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return fmt.Errorf("%s\nAvailable commands: %s\nRun '%s --help' for details", msg, strings.Join(names, ", "), cmd.CommandPath())
+		}
+	}
 }
 
 // Main runs obol with args and returns the process exit code.
@@ -109,7 +140,7 @@ func handleError(root *cobra.Command, errOut io.Writer, err error) int {
 	}
 	msg := err.Error()
 	fmt.Fprintf(errOut, "Error: %s\n", strings.TrimRight(msg, "\n"))
-	if strings.HasPrefix(msg, "unknown command") && !strings.Contains(msg, "Did you mean") {
+	if strings.HasPrefix(msg, "unknown command") && strings.Contains(msg, fmt.Sprintf("for %q", root.CommandPath())) && !strings.Contains(msg, "Did you mean") {
 		var names []string
 		for _, c := range root.Commands() {
 			if c.IsAvailableCommand() {

@@ -43,6 +43,29 @@ func TestUnknownCommandListsCommands(t *testing.T) {
 	}
 }
 
+func TestUnknownSubcommandOfAGroupFails(t *testing.T) {
+	code, stdout, stderr := run("buy", "py", "http://127.0.0.1:1/")
+	if code == 0 {
+		t.Fatalf("exit code 0, want non-zero; stdout:\n%s", stdout)
+	}
+	if stdout != "" {
+		t.Errorf("stdout = %q, want nothing (errors go to stderr)", stdout)
+	}
+	for _, want := range []string{`unknown command "py" for "obol buy"`, "Did you mean this?", "\tpay", "Available commands: create", "obol buy --help"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "earnings") {
+		t.Errorf("stderr lists the root's commands for a group's unknown subcommand:\n%s", stderr)
+	}
+
+	code, stdout, _ = run("buy")
+	if code != 0 || !strings.Contains(stdout, "Available Commands:") {
+		t.Errorf("obol buy alone: exit %d, want 0 and its help on stdout:\n%s", code, stdout)
+	}
+}
+
 func TestVersionJSON(t *testing.T) {
 	code, stdout, stderr := run("version", "-o", "json")
 	if code != 0 {
