@@ -54,7 +54,7 @@ compared with the authorization's "from". The command exits 1 when they differ.`
   obol x402 decode - -o json < header.txt
 
   # a token the registry does not know
-  obol x402 decode "$HDR" --chain-id 1337 --asset 0x5FbD... --eip712-name USDC --eip712-version 2`,
+  obol x402 decode "$HDR" --chain-id 1337 --asset 0x2b1894172E4e079140C3DaE53394356262b7e258 --eip712-name USDC --eip712-version 2`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = f.Global.Output
