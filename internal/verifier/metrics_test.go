@@ -258,6 +258,30 @@ func TestFileSourceWatch(t *testing.T) {
 	if w := g.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); w.Code != 200 {
 		t.Fatal("not ready after a failed reload")
 	}
+
+	// A log written next to the broken file, and the same broken content
+	// written again, do not retry it (they made it reload in a loop).
+	logFile := filepath.Join(dir, "verifier.log")
+	for i := 0; i < 20; i++ {
+		if err := os.WriteFile(logFile, []byte(strings.Repeat("log line\n", i+1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.WriteFile(path, []byte(doc+"  - pattern: /x\n    price: 0.0000001\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // several debounce periods
+	if got := testutil.ToFloat64(g.metrics.ConfigReloads.WithLabelValues("failure")); got != 1 {
+		t.Fatalf("failure reloads after unrelated writes = %v, want still 1", got)
+	}
+	// Fixing the file reloads it.
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wait("fixed file"); err != nil {
+		t.Fatalf("fixed file: %v", err)
+	}
 }
 
 // A ConfigMap volume updates by swapping the ..data symlink; the file the

@@ -68,6 +68,10 @@ type FileSource struct {
 
 	mu   sync.Mutex
 	last []byte // content of the last file applied
+	// failed is the content (or "missing") that last failed to load: it is
+	// not retried until it changes, so unrelated writes in the directory
+	// (a log file) cannot make a broken file reload in a loop.
+	failed *string
 }
 
 // Load reads and compiles the file.
@@ -130,9 +134,10 @@ func (f *FileSource) watch(ctx context.Context, w *fsnotify.Watcher, sink Config
 			if !ok {
 				return
 			}
-			// Any change in the directory may be ours (rename-replace,
-			// ConfigMap symlink swaps); the content check below skips the rest.
-			if ev.Op == fsnotify.Chmod {
+			// Changes to the file itself (also by rename-replace) and
+			// ConfigMap symlink swaps (..data) are ours; the content check
+			// in reload skips anything that did not change the file.
+			if ev.Op == fsnotify.Chmod || !f.concerns(ev.Name) {
 				continue
 			}
 			timer.Reset(debounce)
@@ -147,11 +152,27 @@ func (f *FileSource) watch(ctx context.Context, w *fsnotify.Watcher, sink Config
 	}
 }
 
+// concerns reports whether a change to path in the watched directory may
+// change the pricing file.
+func (f *FileSource) concerns(path string) bool {
+	base := filepath.Base(path)
+	return base == filepath.Base(f.Path) || strings.HasPrefix(base, "..")
+}
+
 // Reload loads the file now and applies it if its content changed.
 func (f *FileSource) reload(sink ConfigSink) {
 	cfg, data, err := f.Load()
+	key := "missing"
+	if data != nil {
+		key = string(data)
+	}
 	f.mu.Lock()
-	same := err == nil && bytes.Equal(data, f.last)
+	same := (err == nil && bytes.Equal(data, f.last)) || (err != nil && f.failed != nil && *f.failed == key)
+	if err != nil {
+		f.failed = &key
+	} else {
+		f.failed = nil
+	}
 	f.mu.Unlock()
 	if same {
 		return
