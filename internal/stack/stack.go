@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	obolkube "github.com/obolstack/obol/internal/kube"
 	"io"
 	"log/slog"
 	"strings"
@@ -70,6 +71,11 @@ func New(c Config) (*Stack, error) {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if s.getter == nil {
+		// ConfigFlags falls back to http://localhost:8080 when there is no
+		// kubeconfig at all; say so instead, the way every other command does.
+		if _, err := (obolkube.Options{Kubeconfig: c.Kubeconfig, Context: c.Context}).RESTConfig(); err != nil {
+			return nil, err
+		}
 		flags := genericclioptions.NewConfigFlags(false)
 		flags.KubeConfig = &c.Kubeconfig
 		flags.Context = &c.Context

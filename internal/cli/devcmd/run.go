@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/obolstack/obol/internal/buyer"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
@@ -56,8 +55,11 @@ func bindRun(f *cmdutil.Factory, cmd *cobra.Command, runF func(*RunOptions) erro
 		if opts.Pay < 0 {
 			return &cmdutil.FlagError{Err: fmt.Errorf("invalid --pay %d: want 0 or more calls", opts.Pay)}
 		}
-		if err := buyer.ValidateMaxAmount(opts.Price); err != nil {
-			return &cmdutil.FlagError{Err: fmt.Errorf("--price: %w", err)}
+		if opts.Price != "" {
+			// The dev token has 6 decimals, like USDC.
+			if _, err := evm.ParseAmount(opts.Price, 6); err != nil {
+				return &cmdutil.FlagError{Err: fmt.Errorf("--price: the demo price per call in tokens, e.g. 0.001: %w", err)}
+			}
 		}
 		if runF != nil {
 			return runF(opts)

@@ -1,6 +1,7 @@
 package stackcmd
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,9 @@ tools (then --set namespace.create=true adds the Namespace object).`,
   obol stack render -n payments -f values.yaml > obol.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.Global.Output == cmdutil.OutputJSON {
+				return &cmdutil.FlagError{Err: errors.New("stack render prints YAML manifests: drop -o json (or use -o yaml)")}
+			}
 			opts.Namespace = f.Global.Namespace
 			if opts.Version == "" {
 				opts.Version = version()
