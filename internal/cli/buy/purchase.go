@@ -39,6 +39,7 @@ type PurchaseOptions struct {
 	Count          int
 	KeyFile        string
 	PassphraseEnv  string
+	PassphraseFile string
 	MaxAmount      string
 	Network        string
 	MaxTotal       int
@@ -113,7 +114,8 @@ refills included. --max-spend-per-day caps what the proxy spends in any rolling
 	fl.StringVar(&o.Model, "model", "", "model name the proxy routes to this seller (inference)")
 	fl.IntVar(&o.Count, "count", 0, "authorizations to sign now (1-2500)")
 	fl.StringVar(&o.KeyFile, "key-file", "", "signing key: hex private key or keystore JSON, mode 0600")
-	fl.StringVar(&o.PassphraseEnv, "passphrase-env", "", "environment variable holding the keystore passphrase")
+	fl.StringVar(&o.PassphraseEnv, "passphrase-env", PassphraseEnvDefault, "environment variable holding the keystore passphrase")
+	fl.StringVar(&o.PassphraseFile, "passphrase-file", "", "file whose first line is the keystore passphrase")
 	fl.StringVar(&o.MaxAmount, "max-amount", "", "refuse a price per call above this, in token units")
 	fl.StringVar(&o.Network, "network", "", "only pay on this chain (name or CAIP-2)")
 	fl.IntVar(&o.MaxTotal, "max-total", 0, "cap on authorizations ever signed for this request (0 = none)")
@@ -186,7 +188,7 @@ func CreateRun(ctx context.Context, o *PurchaseOptions) error {
 		fmt.Fprintf(o.IO.ErrOut, "dry run: %s asks %s per call on %s; would sign %d authorizations (no key given, none signed)\n", o.Endpoint, priceText, terms.Chain.Name, o.Count)
 		return printObject(o, pr)
 	}
-	key, err := evm.LoadKey(o.KeyFile, evm.KeyOptions{PassphraseEnv: o.PassphraseEnv})
+	key, err := evm.LoadKey(o.KeyFile, evm.KeyOptions{PassphraseEnv: o.PassphraseEnv, PassphraseFile: o.PassphraseFile})
 	if err != nil {
 		return err
 	}
@@ -249,7 +251,8 @@ seller changed its price (condition PricingMismatch) is not refilled.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.KeyFile, "key-file", "", "signing key (the same wallet that signed the request)")
-	fl.StringVar(&o.PassphraseEnv, "passphrase-env", "", "environment variable holding the keystore passphrase")
+	fl.StringVar(&o.PassphraseEnv, "passphrase-env", PassphraseEnvDefault, "environment variable holding the keystore passphrase")
+	fl.StringVar(&o.PassphraseFile, "passphrase-file", "", "file whose first line is the keystore passphrase")
 	fl.IntVar(&o.Count, "count", 0, "sign this many now, whatever remains (default: autoRefill.count when below threshold)")
 	fl.DurationVar(&o.ValidFor, "valid-for", 7*24*time.Hour, "how long each new authorization stays valid")
 	fl.BoolVar(&o.Watch, "watch", false, "keep refilling when below the threshold")
@@ -264,7 +267,7 @@ func RefillRun(ctx context.Context, o *PurchaseOptions) error {
 		ctx = context.Background()
 	}
 	o.loadDev()
-	key, err := evm.LoadKey(o.KeyFile, evm.KeyOptions{PassphraseEnv: o.PassphraseEnv})
+	key, err := evm.LoadKey(o.KeyFile, evm.KeyOptions{PassphraseEnv: o.PassphraseEnv, PassphraseFile: o.PassphraseFile})
 	if err != nil {
 		return err
 	}

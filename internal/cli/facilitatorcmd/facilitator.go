@@ -145,6 +145,9 @@ domain (--token-name, --token-version) and decimals.`,
 	fl.StringVar(&opts.KeyFile, "key-file", "", "fee payer's private key: 64 hex digits or a keystore JSON, mode 0600")
 	fl.StringVar(&opts.PassphraseEnv, "key-passphrase-env", "", "environment variable holding the keystore passphrase")
 	fl.StringVar(&opts.PassphraseFile, "key-passphrase-file", "", "file whose first line is the keystore passphrase")
+	// The names obol buy uses for the same thing.
+	fl.StringVar(&opts.PassphraseEnv, "passphrase-env", "", "same as --key-passphrase-env")
+	fl.StringVar(&opts.PassphraseFile, "passphrase-file", "", "same as --key-passphrase-file")
 	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:4021", "address to listen on")
 	fl.StringVar(&opts.TokenAddress, "token-address", "", "register this EIP-3009 token on the chain (required for the dev chain)")
 	fl.StringVar(&opts.TokenName, "token-name", evm.DevTokenName, "EIP-712 domain name of --token-address")
