@@ -219,6 +219,19 @@ func CreateRun(ctx context.Context, o *PurchaseOptions) error {
 	return nil
 }
 
+// connect returns a client of the selected cluster and the namespace.
+func (o *PurchaseOptions) connect() (client.Client, string, error) {
+	c, err := o.NewClient()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := o.Kube.ResolveNamespace()
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ns, nil
+}
+
 func printObject(o *PurchaseOptions, v any) error {
 	if o.Output == cmdutil.OutputJSON {
 		return cmdutil.PrintJSON(o.IO.Out, v)
@@ -271,11 +284,7 @@ func RefillRun(ctx context.Context, o *PurchaseOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.NewClient()
-	if err != nil {
-		return err
-	}
-	ns, err := o.Kube.ResolveNamespace()
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}
@@ -382,11 +391,7 @@ func NewCmdList(f *cmdutil.Factory, runF func(*PurchaseOptions) error) *cobra.Co
 }
 
 func listRun(ctx context.Context, o *PurchaseOptions) error {
-	c, err := o.NewClient()
-	if err != nil {
-		return err
-	}
-	ns, err := o.Kube.ResolveNamespace()
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}
@@ -431,11 +436,7 @@ func NewCmdStatus(f *cmdutil.Factory, runF func(*PurchaseOptions) error) *cobra.
 }
 
 func statusRun(ctx context.Context, o *PurchaseOptions) error {
-	c, err := o.NewClient()
-	if err != nil {
-		return err
-	}
-	ns, err := o.Kube.ResolveNamespace()
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}
@@ -490,11 +491,7 @@ func NewCmdDelete(f *cmdutil.Factory, runF func(*PurchaseOptions) error) *cobra.
 }
 
 func deleteRun(ctx context.Context, o *PurchaseOptions) error {
-	c, err := o.NewClient()
-	if err != nil {
-		return err
-	}
-	ns, err := o.Kube.ResolveNamespace()
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}
