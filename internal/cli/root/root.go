@@ -150,11 +150,18 @@ func handleError(root *cobra.Command, errOut io.Writer, err error) int {
 		fmt.Fprintf(errOut, "Available commands: %s\nRun '%s --help' for details.\n", strings.Join(names, ", "), root.CommandPath())
 	}
 	var flagErr *cmdutil.FlagError
-	if errors.As(err, &flagErr) || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "flag needs an argument") {
+	if errors.As(err, &flagErr) || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "flag needs an argument") || isArgCountError(msg) {
 		fmt.Fprintln(errOut, "Run 'obol --help' or add --help to the command for usage.")
 		if code == 1 {
 			code = 2
 		}
 	}
 	return code
+}
+
+// isArgCountError recognises cobra's positional-argument errors ("accepts 1
+// arg(s), received 0", "requires at least 1 arg(s)"): usage errors, like a
+// bad flag.
+func isArgCountError(msg string) bool {
+	return strings.Contains(msg, " arg(s), received ") || strings.HasPrefix(msg, "requires at least ") || strings.HasPrefix(msg, "requires at most ")
 }

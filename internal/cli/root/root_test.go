@@ -146,3 +146,10 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("completion tcsh: code %d, stderr %q; want an error naming tcsh", code, stderr)
 	}
 }
+
+func TestMissingArgumentExitsWithUsageCode(t *testing.T) {
+	code, _, stderr := run("buy", "pay")
+	if code != 2 || !strings.Contains(stderr, "arg(s)") || !strings.Contains(stderr, "--help") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
