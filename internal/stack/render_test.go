@@ -440,3 +440,30 @@ func TestDevImageNote(t *testing.T) {
 		t.Errorf("dev build without image.tag: note %q", n)
 	}
 }
+
+// `make image` must tag the image the way the chart defaults to: the chart
+// repository, and the VERSION the same make run stamps into the binary (the
+// chart's default tag is the installing binary's version).
+func TestMakeImageTagMatchesChartDefault(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var repo string
+	for _, line := range strings.Split(string(mk), "\n") {
+		if k, v, ok := strings.Cut(line, "?="); ok && strings.TrimSpace(k) == "IMAGE_REPO" {
+			repo = strings.TrimSpace(v)
+		}
+	}
+	if repo == "" {
+		t.Fatal("Makefile has no IMAGE_REPO ?= line")
+	}
+	if !strings.Contains(string(mk), "--tag $(IMAGE_REPO):$(VERSION)") || !strings.Contains(string(mk), "$(BUILDINFO).Version=$(VERSION)") {
+		t.Error("make image must tag $(IMAGE_REPO):$(VERSION), the VERSION stamped into buildinfo.Version")
+	}
+	_, objs := render(t, RenderOptions{Version: "v9.8.7"})
+	c := containers(t, find(objs, "Deployment", "obol-verifier"))[0]
+	if c["image"] != repo+":v9.8.7" {
+		t.Errorf("chart default image %v, want %s:<binary version> as make image tags it", c["image"], repo)
+	}
+}
