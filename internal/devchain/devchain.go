@@ -185,20 +185,9 @@ func Start(ctx context.Context, cfg Config) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Chain{
-		ChainID:     cfg.ChainID,
-		Deployer:    NewAccount("deployer"),
-		Facilitator: NewAccount("facilitator"),
-		Seller:      NewAccount("seller"),
-		log:         cfg.Logger,
-	}
-	for i := 0; i < cfg.Buyers; i++ {
-		c.Buyers = append(c.Buyers, NewAccount(BuyerName(i)))
-	}
-	if cfg.KeyDir != "" {
-		if err := c.writeKeys(cfg.KeyDir); err != nil {
-			return nil, err
-		}
+	c, err := layout(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.startNode(cfg, host, port); err != nil {
 		return nil, err
@@ -210,6 +199,57 @@ func Start(ctx context.Context, cfg Config) (*Chain, error) {
 	c.log.Info("dev chain ready", "rpc", c.RPCURL, "chainId", c.ChainID, "token", c.Token.Address,
 		"buyers", len(c.Buyers), "took", time.Since(began).Round(time.Millisecond))
 	return c, nil
+}
+
+// Layout returns the chain Start would make, without running it: the
+// deterministic accounts (their key files written when cfg.KeyDir is set)
+// and the token as it will be deployed, at TokenAddress. Clients of a chain
+// started elsewhere (another process, a pod) use it to know the accounts
+// and token without asking the chain. RPCURL is empty.
+func Layout(cfg Config) (*Chain, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	return layout(cfg)
+}
+
+func layout(cfg Config) (*Chain, error) {
+	c := &Chain{
+		ChainID:     cfg.ChainID,
+		Deployer:    NewAccount("deployer"),
+		Facilitator: NewAccount("facilitator"),
+		Seller:      NewAccount("seller"),
+		log:         cfg.Logger,
+	}
+	for i := 0; i < cfg.Buyers; i++ {
+		c.Buyers = append(c.Buyers, NewAccount(BuyerName(i)))
+	}
+	c.Token = tokenFor(cfg, TokenAddress())
+	if cfg.KeyDir != "" {
+		if err := c.writeKeys(cfg.KeyDir); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// TokenAddress is where every development chain deploys its token: the
+// deployer's first transaction is the deployment, so the address follows
+// from the deployer's (fixed) address and nonce 0.
+func TokenAddress() common.Address {
+	return crypto.CreateAddress(NewAccount("deployer").Address, 0)
+}
+
+func tokenFor(cfg Config, addr common.Address) evm.Token {
+	return evm.Token{
+		Chain:          "eip155:" + strconv.FormatInt(cfg.ChainID, 10),
+		Address:        addr,
+		Symbol:         TokenSymbol,
+		Decimals:       TokenDecimals,
+		EIP712Name:     cfg.TokenName,
+		EIP712Version:  cfg.TokenVersion,
+		TransferMethod: "eip3009",
+	}
 }
 
 func splitListen(addr string) (string, int, error) {
@@ -245,6 +285,17 @@ func (c *Chain) accounts() []*Account {
 	return all
 }
 
+// virtualHosts are the Host headers the JSON-RPC server accepts: on a
+// loopback address only local names; on all interfaces (0.0.0.0, ::, as in a
+// pod behind a Service) any name, since callers use names like
+// obol-devchain.obol-system.svc that the chain cannot know.
+func virtualHosts(host string) []string {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return []string{"*"}
+	}
+	return []string{"localhost", host}
+}
+
 func (c *Chain) startNode(cfg Config, host string, port int) error {
 	stack, err := node.New(&node.Config{
 		Name:             "obol-dev",
@@ -252,7 +303,7 @@ func (c *Chain) startNode(cfg Config, host string, port int) error {
 		P2P:              p2p.Config{NoDiscovery: true, MaxPeers: 0, ListenAddr: ""},
 		HTTPHost:         host,
 		HTTPPort:         port,
-		HTTPVirtualHosts: []string{"localhost", host},
+		HTTPVirtualHosts: virtualHosts(host),
 		HTTPModules:      []string{"eth", "net", "web3"},
 		HTTPTimeouts:     rpc.DefaultHTTPTimeouts,
 		IPCPath:          "",
@@ -341,15 +392,7 @@ func (c *Chain) deployToken(ctx context.Context, cfg Config) error {
 	if err := c.waitSuccess(ctx, tx, "deploy token"); err != nil {
 		return err
 	}
-	c.Token = evm.Token{
-		Chain:          "eip155:" + strconv.FormatInt(c.ChainID, 10),
-		Address:        addr,
-		Symbol:         TokenSymbol,
-		Decimals:       TokenDecimals,
-		EIP712Name:     cfg.TokenName,
-		EIP712Version:  cfg.TokenVersion,
-		TransferMethod: "eip3009",
-	}
+	c.Token = tokenFor(cfg, addr)
 	c.log.Debug("dev token deployed", "address", addr, "name", cfg.TokenName, "version", cfg.TokenVersion)
 	if cfg.MintPerBuyer.Sign() > 0 && len(c.Buyers) > 0 {
 		to := make([]common.Address, len(c.Buyers))

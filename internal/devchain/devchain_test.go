@@ -399,3 +399,34 @@ func TestCloseIsQuickAndLeavesNoGoroutines(t *testing.T) {
 func ethCryptoHex(s string) (*ecdsa.PrivateKey, error) {
 	return crypto.HexToECDSA(strings.TrimPrefix(s, "0x"))
 }
+
+// Layout tells clients of a chain running elsewhere (a pod) its accounts and
+// token without asking it: it must agree with what Start deploys.
+func TestLayoutPredictsStart(t *testing.T) {
+	cfg := devchain.Config{Buyers: 2, TokenName: "USD Coin", ChainID: 31337}
+	c := startChain(t, cfg)
+	keyDir := filepath.Join(t.TempDir(), "keys")
+	cfg.KeyDir = keyDir
+	l, err := devchain.Layout(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Token != c.Token || devchain.TokenAddress() != c.Token.Address {
+		t.Errorf("Layout token %+v (TokenAddress %s), Start deployed %+v", l.Token, devchain.TokenAddress().Hex(), c.Token)
+	}
+	if l.Deployer.Address != c.Deployer.Address || l.Facilitator.Address != c.Facilitator.Address ||
+		l.Seller.Address != c.Seller.Address || len(l.Buyers) != 2 || l.Buyers[1].Address != c.Buyers[1].Address {
+		t.Errorf("Layout accounts differ from Start's")
+	}
+	b, err := os.ReadFile(filepath.Join(keyDir, "buyer-2.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := crypto.HexToECDSA(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
+	if err != nil || crypto.PubkeyToAddress(k.PublicKey) != c.Buyers[1].Address {
+		t.Errorf("buyer-2.key does not hold buyer-2's key (%v)", err)
+	}
+	if l.RPCURL != "" {
+		t.Errorf("Layout RPCURL %q, want empty: nothing runs", l.RPCURL)
+	}
+}

@@ -67,3 +67,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(append(b, '\n'))
 }
+
+// Upstream is the demo API `obol dev` puts behind its verifier (GET /,
+// /weather, /joke), for serving on its own (`obol dev upstream`, e.g. as a
+// Service in a cluster).
+func Upstream() http.Handler { return newUpstream(time.Now) }

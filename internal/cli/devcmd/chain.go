@@ -100,7 +100,7 @@ type AccountInfo struct {
 	Address string `json:"address"`
 	KeyFile string `json:"keyFile"`
 	// Balance is the token balance in atomic units.
-	Balance string `json:"balance"`
+	Balance string `json:"balance,omitempty"`
 }
 
 // ChainInfo is what `obol dev chain` prints (the -o json object).

@@ -37,6 +37,6 @@ Subcommands run single parts of the loop.`,
 	}
 	// `obol dev` itself: the whole loop (run.go).
 	bindRun(f, cmd, nil)
-	cmd.AddCommand(NewCmdChain(f, nil))
+	cmd.AddCommand(NewCmdChain(f, nil), NewCmdKeys(f, nil), NewCmdUpstream(f, nil), NewCmdForward(f, nil))
 	return cmd
 }

@@ -1,0 +1,118 @@
+package devcmd
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/devchain"
+	"github.com/obolstack/obol/internal/evm"
+)
+
+// KeysOptions are the inputs of `obol dev keys`.
+type KeysOptions struct {
+	IO     *cmdutil.IOStreams
+	Output string
+
+	KeyDir       string
+	ChainID      int64
+	TokenName    string
+	TokenVersion string
+	Buyers       int
+}
+
+// NewCmdKeys builds `obol dev keys`; runF replaces keysRun in tests.
+func NewCmdKeys(f *cmdutil.Factory, runF func(*KeysOptions) error) *cobra.Command {
+	opts := &KeysOptions{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Write the development chain's account keys and print its accounts and token",
+		Long: `Write the key files of the development chain's accounts and print the
+accounts and the token, without running a chain.
+
+Every development chain (obol dev, obol dev chain, the devnet that
+obol stack install --devnet runs in a cluster) has the same accounts, derived
+from their names, and deploys its token at the same address. This command
+gives a client of a chain running elsewhere what it needs: the facilitator's
+key for obol facilitator serve, a funded buyer's key for obol buy, the seller's
+address and the token. The keys are public knowledge: never use them on a
+real chain.`,
+		Example: `  # the keys of a cluster devnet's accounts, and its token, as JSON
+  obol dev keys --key-dir ./devnet-keys -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Output = f.Global.Output
+			if opts.KeyDir == "" {
+				return &cmdutil.FlagError{Err: fmt.Errorf("--key-dir is required: the directory to write the key files to")}
+			}
+			if opts.ChainID <= 0 {
+				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --chain-id %d: want a positive integer", opts.ChainID)}
+			}
+			if opts.Buyers < 0 {
+				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --buyers %d: want 0 or more", opts.Buyers)}
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return keysRun(opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.KeyDir, "key-dir", "", "directory for the accounts' key files (created 0700; files 0600)")
+	fl.Int64Var(&opts.ChainID, "chain-id", evm.DevChainID, "EIP-155 chain id of the chain")
+	fl.StringVar(&opts.TokenName, "token-name", evm.DevTokenName, "the chain's token name and EIP-712 domain name")
+	fl.StringVar(&opts.TokenVersion, "token-version", evm.DevTokenVersion, "EIP-712 domain version")
+	fl.IntVar(&opts.Buyers, "buyers", devchain.DefaultBuyers, "number of buyer accounts")
+	return cmd
+}
+
+// KeysInfo is what `obol dev keys` prints (the -o json object).
+type KeysInfo struct {
+	ChainID  int64         `json:"chainId"`
+	Network  string        `json:"network"` // CAIP-2
+	Token    evm.Token     `json:"token"`
+	KeyDir   string        `json:"keyDir"`
+	Accounts []AccountInfo `json:"accounts"`
+}
+
+func keysRun(opts *KeysOptions) error {
+	keyDir, err := filepath.Abs(opts.KeyDir)
+	if err != nil {
+		return err
+	}
+	buyers := opts.Buyers
+	if buyers == 0 {
+		buyers = -1 // devchain: 0 means default, negative means none
+	}
+	c, err := devchain.Layout(devchain.Config{
+		ChainID: opts.ChainID, TokenName: opts.TokenName, TokenVersion: opts.TokenVersion,
+		Buyers: buyers, KeyDir: keyDir,
+	})
+	if err != nil {
+		return err
+	}
+	info := KeysInfo{ChainID: c.ChainID, Network: c.CAIP2(), Token: c.Token, KeyDir: keyDir}
+	add := func(role string, a devchain.Account) {
+		info.Accounts = append(info.Accounts, AccountInfo{Name: a.Name, Role: role, Address: a.Address.Hex(), KeyFile: a.KeyFile})
+	}
+	add("deployer", c.Deployer)
+	add("facilitator", c.Facilitator)
+	add("seller", c.Seller)
+	for _, b := range c.Buyers {
+		add("buyer", b)
+	}
+	return cmdutil.PrintStructured(opts.IO.Out, opts.Output, info, func(w io.Writer) error {
+		tok := info.Token
+		fmt.Fprintf(w, "Chain:     %s, chain id %d (%s)\n", info.Network, info.ChainID, evm.DevChainName)
+		fmt.Fprintf(w, "Token:     %s %s, %d decimals, EIP-712 name %q version %q\n", tok.Symbol, tok.Address.Hex(), tok.Decimals, tok.EIP712Name, tok.EIP712Version)
+		fmt.Fprintf(w, "Key files: %s (mode 0600)\n\n", info.KeyDir)
+		t := cmdutil.NewTable(w, "ACCOUNT", "ROLE", "ADDRESS", "KEY FILE")
+		for _, a := range info.Accounts {
+			t.Row(a.Name, role(a.Role), a.Address, a.KeyFile)
+		}
+		return t.Flush()
+	})
+}

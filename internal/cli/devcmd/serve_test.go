@@ -1,0 +1,119 @@
+package devcmd
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/devchain"
+)
+
+func TestKeysWritesDeterministicAccounts(t *testing.T) {
+	ios, _, out, _ := cmdutil.Test()
+	dir := filepath.Join(t.TempDir(), "keys")
+	if err := keysRun(&KeysOptions{IO: ios, Output: cmdutil.OutputJSON, KeyDir: dir, ChainID: 1337, TokenName: "USDC", TokenVersion: "2", Buyers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var info KeysInfo
+	if err := json.Unmarshal([]byte(out.String()), &info); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if info.Token.Address != devchain.TokenAddress() || info.Network != "eip155:1337" || info.Token.Decimals != 6 || info.Token.EIP712Name != "USDC" {
+		t.Errorf("token %+v network %s", info.Token, info.Network)
+	}
+	names := []string{}
+	for _, a := range info.Accounts {
+		names = append(names, a.Name)
+		st, err := os.Stat(a.KeyFile)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("key file of %s: %v %v", a.Name, st, err)
+		}
+		if a.Address != devchain.NewAccount(a.Name).Address.Hex() {
+			t.Errorf("%s address %s", a.Name, a.Address)
+		}
+	}
+	if strings.Join(names, ",") != "deployer,facilitator,seller,buyer-1,buyer-2" {
+		t.Errorf("accounts %v", names)
+	}
+	if strings.Contains(out.String(), `"balance"`) {
+		t.Errorf("keys prints balances it cannot know:\n%s", out)
+	}
+
+	f, _ := cmdutil.NewTestFactory()
+	cmd := NewCmdKeys(f, func(*KeysOptions) error { t.Error("runF called without --key-dir"); return nil })
+	cmd.SetArgs(nil)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--key-dir") {
+		t.Errorf("no --key-dir: %v", err)
+	}
+}
+
+// start runs fn (upstreamRun, forwardRun) until the test ends and returns
+// the address it listens on.
+func start(t *testing.T, run func(ctx context.Context, ready func(string)) error) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, func(a string) { addrc <- a }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	select {
+	case a := <-addrc:
+		return a
+	case err := <-errc:
+		t.Fatalf("did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not start in 30s")
+	}
+	return ""
+}
+
+func TestUpstreamAndForward(t *testing.T) {
+	ios, _, _, _ := cmdutil.Test()
+	up := start(t, func(ctx context.Context, ready func(string)) error {
+		return upstreamRun(&UpstreamOptions{IO: ios, Listen: "127.0.0.1:0", Context: ctx, Ready: ready})
+	})
+	fwd := start(t, func(ctx context.Context, ready func(string)) error {
+		return forwardRun(&ForwardOptions{IO: ios, Listen: "127.0.0.1:0", To: up, Context: ctx, Ready: ready})
+	})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	for _, base := range []string{up, fwd} {
+		resp, err := client.Get("http://" + base + "/weather?city=Porto")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || body["city"] != "Porto" {
+			t.Errorf("GET %s/weather: %d %v %v", base, resp.StatusCode, body, err)
+		}
+	}
+}
+
+func TestForwardNeedsTo(t *testing.T) {
+	f, _ := cmdutil.NewTestFactory()
+	for _, args := range [][]string{nil, {"--to", "no-port"}} {
+		cmd := NewCmdForward(f, func(*ForwardOptions) error { t.Errorf("runF called with %v", args); return nil })
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--to") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
