@@ -338,32 +338,74 @@ func (c *compiler) posOf(path string) Pos {
 }
 
 func (c *compiler) compile() *Config {
-	s := c.spec
-	cfg := &Config{Source: s.Source}
+	cfg := &Config{Source: c.spec.Source}
+	g := c.globals(cfg)
+	// A pricing file without routes is a mistake; a route source (the
+	// cluster's ServiceOffers) may have none, and then serves nothing paid.
+	if len(c.spec.Routes) == 0 && !c.spec.routesFromSource {
+		c.fail("routes", "no routes: add at least one {pattern, price}")
+	}
+	names := offerNames{explicit: map[Offer]bool{}, derived: map[Offer]string{}}
+	patterns := map[string]int{}
+	for i := range c.spec.Routes {
+		rs := &c.spec.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		r := c.route(p, i, rs, cfg, g, patterns)
+		r.Offer = c.offer(p, rs, g.namespace, &names)
+		cfg.Routes = append(cfg.Routes, r)
+	}
+	c.offersOnOneChain(cfg)
+	if !g.haveChain && c.spec.Chain == "" {
+		// Record the first route's chain as "the" chain for display.
+		for _, r := range cfg.Routes {
+			if r.Chain.CAIP2 != "" {
+				cfg.Chain = r.Chain
+				break
+			}
+		}
+	}
+	return cfg
+}
 
-	cfg.Mode = s.Mode
-	switch s.Mode {
-	case "":
-		cfg.Mode = ModeProxy
-	case ModeProxy, ModeForwardAuth:
-	default:
-		c.fail("mode", "%q is not a mode: use proxy or forwardAuth", s.Mode)
+// globals is what routes inherit from the spec's global settings.
+type globals struct {
+	haveChain bool           // cfg.Chain is set and valid
+	payToRaw  string         // the global payTo (or wallet) as written
+	payTo     common.Address // valid when havePayTo
+	havePayTo bool
+	namespace string // the offers' namespace unless a route names its own
+}
+
+// oneOf checks an enumerated field: the zero value means def, any other
+// value must be one of allowed; msg formats the complaint with the value.
+func oneOf[T comparable](c *compiler, path string, v, def T, allowed []T, msg string) T {
+	var zero T
+	if v == zero {
+		return def
 	}
-	cfg.ForwardAuth = s.ForwardAuth
-	switch s.ForwardAuth {
-	case "":
-		cfg.ForwardAuth = ForwardAuthSettleFirst
-	case ForwardAuthVerifyOnly, ForwardAuthSettleFirst:
-	default:
-		c.fail("forwardAuth", "%q: use verify-only or settle-first", s.ForwardAuth)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
 	}
-	cfg.Unmatched = s.Unmatched
-	switch s.Unmatched {
-	case "":
-		cfg.Unmatched = UnmatchedFree
-	case UnmatchedFree, UnmatchedDeny:
-	default:
-		c.fail("unmatched", "%q: use free (pass unmatched paths through) or deny (404)", s.Unmatched)
+	c.fail(path, msg, v)
+	return v
+}
+
+// globals compiles the spec's global settings into cfg.
+func (c *compiler) globals(cfg *Config) globals {
+	s := c.spec
+	for _, f := range []struct {
+		path, v, def string
+		dst          *string
+		allowed      []string
+		msg          string
+	}{
+		{"mode", s.Mode, ModeProxy, &cfg.Mode, []string{ModeProxy, ModeForwardAuth}, "%q is not a mode: use proxy or forwardAuth"},
+		{"forwardAuth", s.ForwardAuth, ForwardAuthSettleFirst, &cfg.ForwardAuth, []string{ForwardAuthVerifyOnly, ForwardAuthSettleFirst}, "%q: use verify-only or settle-first"},
+		{"unmatched", s.Unmatched, UnmatchedFree, &cfg.Unmatched, []string{UnmatchedFree, UnmatchedDeny}, "%q: use free (pass unmatched paths through) or deny (404)"},
+	} {
+		*f.dst = oneOf(c, f.path, f.v, f.def, f.allowed, f.msg)
 	}
 
 	cfg.FacilitatorURL = strings.TrimRight(strings.TrimSpace(s.FacilitatorURL), "/")
@@ -390,176 +432,176 @@ func (c *compiler) compile() *Config {
 	} else if cfg.MaxResponseBytes < 0 {
 		c.fail("maxResponseBytes", "must be positive")
 	}
-	cfg.ChallengeVersion = s.ChallengeVersion
-	switch s.ChallengeVersion {
-	case 0:
-		cfg.ChallengeVersion = x402.Version2
-	case x402.Version1, x402.Version2:
-	default:
-		c.fail("challengeVersion", "%d: use 1 or 2", s.ChallengeVersion)
-	}
+	cfg.ChallengeVersion = oneOf(c, "challengeVersion", s.ChallengeVersion, x402.Version2, []int{x402.Version1, x402.Version2}, "%d: use 1 or 2")
 	if s.MaxTimeoutSeconds < 0 {
 		c.fail("maxTimeoutSeconds", "must be positive")
 	}
 
-	globalPayTo := s.PayTo
+	var g globals
+	g.payToRaw = s.PayTo
 	payToPath := "payTo"
 	if s.Wallet != "" {
-		if globalPayTo != "" && !strings.EqualFold(globalPayTo, s.Wallet) {
+		if g.payToRaw != "" && !strings.EqualFold(g.payToRaw, s.Wallet) {
 			c.fail("wallet", "differs from payTo; give only one of them")
 		}
-		if globalPayTo == "" {
-			globalPayTo, payToPath = s.Wallet, "wallet"
+		if g.payToRaw == "" {
+			g.payToRaw, payToPath = s.Wallet, "wallet"
 		}
 	}
-	var payTo common.Address
-	havePayTo := false
-	if globalPayTo != "" {
-		payTo, havePayTo = c.address(payToPath, globalPayTo)
+	if g.payToRaw != "" {
+		g.payTo, g.havePayTo = c.address(payToPath, g.payToRaw)
 	}
 
-	haveChain := false
 	if s.Chain != "" {
 		ch, err := c.reg.Chain(s.Chain)
 		if err != nil {
 			c.fail("chain", "%v", err)
 		} else {
-			cfg.Chain, haveChain = ch, true
+			cfg.Chain, g.haveChain = ch, true
 		}
 	}
-	globalNS := s.OfferNamespace
-	if globalNS == "" {
-		globalNS = DefaultOfferNamespace
-	} else if err := checkDNSLabel(globalNS); err != nil {
+	g.namespace = s.OfferNamespace
+	if g.namespace == "" {
+		g.namespace = DefaultOfferNamespace
+	} else if err := checkDNSLabel(g.namespace); err != nil {
 		c.fail("offerNamespace", "%v", err)
 	}
+	return g
+}
 
-	// A pricing file without routes is a mistake; a route source (the
-	// cluster's ServiceOffers) may have none, and then serves nothing paid.
-	if len(s.Routes) == 0 && !s.routesFromSource {
-		c.fail("routes", "no routes: add at least one {pattern, price}")
+// route compiles routes[i] (path p) against the globals; its offer is
+// filled in by offer. patterns records the patterns seen so far.
+func (c *compiler) route(p string, i int, rs *RouteSpec, cfg *Config, g globals, patterns map[string]int) *Route {
+	s := c.spec
+	r := &Route{Description: rs.Description, MimeType: rs.MimeType, StripPrefix: rs.StripPrefix}
+
+	pat, err := ParsePattern(rs.Pattern)
+	if err != nil {
+		c.fail(p+".pattern", "%v", err)
+	} else if j, dup := patterns[rs.Pattern]; dup {
+		c.fail(p+".pattern", "%q is already routes[%d]; the first match wins, so this route would never be used", rs.Pattern, j)
+	} else {
+		patterns[rs.Pattern] = i
 	}
-	explicit := map[Offer]bool{}
-	derived := map[Offer]string{}
-	patterns := map[string]int{}
-	for i := range s.Routes {
-		rs := &s.Routes[i]
-		p := fmt.Sprintf("routes[%d]", i)
-		r := &Route{Description: rs.Description, MimeType: rs.MimeType, StripPrefix: rs.StripPrefix}
+	r.Pattern = pat
 
-		pat, err := ParsePattern(rs.Pattern)
+	// Chain: the route's network or the global chain.
+	chainOK := false
+	switch {
+	case rs.Network != "":
+		ch, err := c.reg.Chain(rs.Network)
 		if err != nil {
-			c.fail(p+".pattern", "%v", err)
-		} else if j, dup := patterns[rs.Pattern]; dup {
-			c.fail(p+".pattern", "%q is already routes[%d]; the first match wins, so this route would never be used", rs.Pattern, j)
+			c.fail(p+".network", "%v", err)
 		} else {
-			patterns[rs.Pattern] = i
+			r.Chain, chainOK = ch, true
 		}
-		r.Pattern = pat
-
-		// Chain: the route's network or the global chain.
-		chainOK := false
-		switch {
-		case rs.Network != "":
-			ch, err := c.reg.Chain(rs.Network)
-			if err != nil {
-				c.fail(p+".network", "%v", err)
-			} else {
-				r.Chain, chainOK = ch, true
-			}
-		case haveChain:
-			r.Chain, chainOK = cfg.Chain, true
-		case s.Chain == "":
-			c.fail(p+".network", "no chain: set the global chain or this route's network (e.g. base-sepolia or eip155:84532)")
-		}
-
-		switch {
-		case rs.PayTo != "":
-			r.PayTo, _ = c.address(p+".payTo", rs.PayTo)
-		case havePayTo:
-			r.PayTo = payTo
-		case globalPayTo == "":
-			c.fail(p+".payTo", "no payTo: set the global payTo (your wallet address) or this route's payTo")
-		}
-
-		// Token: the route's asset, else the global asset for routes on
-		// the global chain, else the chain's USDC.
-		if chainOK {
-			asset, assetPath := rs.Asset, p+".asset"
-			if asset == nil && (!haveChain || r.Chain.CAIP2 == cfg.Chain.CAIP2) {
-				asset, assetPath = s.Asset, "asset"
-			}
-			if tok, ok := c.token(assetPath, r.Chain, asset); ok {
-				r.Token = tok
-				r.Price = strings.TrimSpace(rs.Price)
-				if rs.Price == "" {
-					c.fail(p+".price", "missing: a decimal amount of %s such as \"0.001\" (or \"0\" for a free route)", tok.Symbol)
-				} else if amt, err := evm.ParseAmount(rs.Price, tok.Decimals); err != nil {
-					c.fail(p+".price", "%v", err)
-				} else {
-					r.Amount = amt
-					r.amountStr = amt.String()
-					r.Free = amt.Sign() == 0
-				}
-			}
-		}
-
-		r.MaxTimeout = rs.MaxTimeoutSeconds
-		switch {
-		case rs.MaxTimeoutSeconds < 0:
-			c.fail(p+".maxTimeoutSeconds", "must be positive")
-		case rs.MaxTimeoutSeconds == 0 && s.MaxTimeoutSeconds > 0:
-			r.MaxTimeout = s.MaxTimeoutSeconds
-		case rs.MaxTimeoutSeconds == 0:
-			r.MaxTimeout = DefaultMaxTimeoutSeconds
-		}
-
-		if rs.Upstream != "" {
-			r.Upstream = c.upstreamURL(p+".upstream", rs.Upstream)
-		} else {
-			r.Upstream = cfg.Upstream
-		}
-		if rs.Upstream == "" && s.Upstream == "" && cfg.Mode == ModeProxy {
-			c.fail(p+".upstream", "missing: proxy mode forwards paid requests; set this route's upstream or the global upstream (or use mode: forwardAuth)")
-		} else if rs.StripPrefix && rs.Upstream == "" && s.Upstream == "" {
-			c.fail(p+".stripPrefix", "set but the route has no upstream")
-		}
-		if a := rs.UpstreamAuth; a != nil {
-			r.authHeader, r.authValue = c.upstreamAuth(p+".upstreamAuth", a)
-		}
-
-		ns := rs.OfferNamespace
-		if ns == "" {
-			ns = globalNS
-		} else if err := checkDNSLabel(ns); err != nil {
-			c.fail(p+".offerNamespace", "%v", err)
-		}
-		name := rs.OfferName
-		if name == "" {
-			name = offerNameFromPattern(rs.Pattern)
-			o := Offer{ns, name}
-			if other, dup := derived[o]; dup || explicit[o] {
-				if !dup {
-					other = "an explicit offerName"
-				}
-				c.fail(p+".offerName", "the name derived from the pattern, %q, is also used by %s: set offerName", name, other)
-			}
-			derived[o] = p
-		} else {
-			if err := checkDNSLabel(name); err != nil {
-				c.fail(p+".offerName", "%v", err)
-			}
-			o := Offer{ns, name}
-			if other, dup := derived[o]; dup {
-				c.fail(p+".offerName", "%q is also the name derived from %s's pattern: pick another", name, other)
-			}
-			explicit[o] = true
-		}
-		r.Offer = Offer{Namespace: ns, Name: name}
-		cfg.Routes = append(cfg.Routes, r)
+	case g.haveChain:
+		r.Chain, chainOK = cfg.Chain, true
+	case s.Chain == "":
+		c.fail(p+".network", "no chain: set the global chain or this route's network (e.g. base-sepolia or eip155:84532)")
 	}
-	// One offer may span several routes (explicit offerName), but then they
-	// must charge on one chain, or its series would be split oddly.
+
+	switch {
+	case rs.PayTo != "":
+		r.PayTo, _ = c.address(p+".payTo", rs.PayTo)
+	case g.havePayTo:
+		r.PayTo = g.payTo
+	case g.payToRaw == "":
+		c.fail(p+".payTo", "no payTo: set the global payTo (your wallet address) or this route's payTo")
+	}
+
+	// Token: the route's asset, else the global asset for routes on
+	// the global chain, else the chain's USDC.
+	if chainOK {
+		asset, assetPath := rs.Asset, p+".asset"
+		if asset == nil && (!g.haveChain || r.Chain.CAIP2 == cfg.Chain.CAIP2) {
+			asset, assetPath = s.Asset, "asset"
+		}
+		if tok, ok := c.token(assetPath, r.Chain, asset); ok {
+			r.Token = tok
+			r.Price = strings.TrimSpace(rs.Price)
+			if rs.Price == "" {
+				c.fail(p+".price", "missing: a decimal amount of %s such as \"0.001\" (or \"0\" for a free route)", tok.Symbol)
+			} else if amt, err := evm.ParseAmount(rs.Price, tok.Decimals); err != nil {
+				c.fail(p+".price", "%v", err)
+			} else {
+				r.Amount = amt
+				r.amountStr = amt.String()
+				r.Free = amt.Sign() == 0
+			}
+		}
+	}
+
+	r.MaxTimeout = rs.MaxTimeoutSeconds
+	switch {
+	case rs.MaxTimeoutSeconds < 0:
+		c.fail(p+".maxTimeoutSeconds", "must be positive")
+	case rs.MaxTimeoutSeconds == 0 && s.MaxTimeoutSeconds > 0:
+		r.MaxTimeout = s.MaxTimeoutSeconds
+	case rs.MaxTimeoutSeconds == 0:
+		r.MaxTimeout = DefaultMaxTimeoutSeconds
+	}
+
+	if rs.Upstream != "" {
+		r.Upstream = c.upstreamURL(p+".upstream", rs.Upstream)
+	} else {
+		r.Upstream = cfg.Upstream
+	}
+	if rs.Upstream == "" && s.Upstream == "" && cfg.Mode == ModeProxy {
+		c.fail(p+".upstream", "missing: proxy mode forwards paid requests; set this route's upstream or the global upstream (or use mode: forwardAuth)")
+	} else if rs.StripPrefix && rs.Upstream == "" && s.Upstream == "" {
+		c.fail(p+".stripPrefix", "set but the route has no upstream")
+	}
+	if a := rs.UpstreamAuth; a != nil {
+		r.authHeader, r.authValue = c.upstreamAuth(p+".upstreamAuth", a)
+	}
+	return r
+}
+
+// offerNames records the offer names given so far: explicit ones, and
+// those derived from a pattern (with the route that derived them).
+type offerNames struct {
+	explicit map[Offer]bool
+	derived  map[Offer]string
+}
+
+// offer names the offer route rs (path p) belongs to: its own namespace
+// and name, else the global namespace and a name derived from its pattern.
+// Two routes may share an offer only by naming it explicitly.
+func (c *compiler) offer(p string, rs *RouteSpec, globalNS string, names *offerNames) Offer {
+	ns := rs.OfferNamespace
+	if ns == "" {
+		ns = globalNS
+	} else if err := checkDNSLabel(ns); err != nil {
+		c.fail(p+".offerNamespace", "%v", err)
+	}
+	name := rs.OfferName
+	if name == "" {
+		name = offerNameFromPattern(rs.Pattern)
+		o := Offer{ns, name}
+		if other, dup := names.derived[o]; dup || names.explicit[o] {
+			if !dup {
+				other = "an explicit offerName"
+			}
+			c.fail(p+".offerName", "the name derived from the pattern, %q, is also used by %s: set offerName", name, other)
+		}
+		names.derived[o] = p
+	} else {
+		if err := checkDNSLabel(name); err != nil {
+			c.fail(p+".offerName", "%v", err)
+		}
+		o := Offer{ns, name}
+		if other, dup := names.derived[o]; dup {
+			c.fail(p+".offerName", "%q is also the name derived from %s's pattern: pick another", name, other)
+		}
+		names.explicit[o] = true
+	}
+	return Offer{Namespace: ns, Name: name}
+}
+
+// offersOnOneChain checks that an offer spanning several routes (explicit
+// offerName) charges on one chain, or its series would be split oddly.
+func (c *compiler) offersOnOneChain(cfg *Config) {
 	chains := map[Offer]string{}
 	for i, r := range cfg.Routes {
 		if r.Chain.CAIP2 == "" {
@@ -570,16 +612,6 @@ func (c *compiler) compile() *Config {
 		}
 		chains[r.Offer] = r.Chain.CAIP2
 	}
-	if !haveChain && s.Chain == "" {
-		// Record the first route's chain as "the" chain for display.
-		for _, r := range cfg.Routes {
-			if r.Chain.CAIP2 != "" {
-				cfg.Chain = r.Chain
-				break
-			}
-		}
-	}
-	return cfg
 }
 
 func (c *compiler) address(path, s string) (common.Address, bool) {

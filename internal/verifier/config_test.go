@@ -46,6 +46,8 @@ func TestConfigErrorsNameFileLineAndField(t *testing.T) {
 		{"no routes", validHead, "routes: no routes"},
 		{"bad mode", validHead + "mode: sidecar\nroutes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:5:7: mode: \"sidecar\" is not a mode"},
 		{"bad forwardAuth", validHead + "forwardAuth: maybe\nroutes:\n  - {pattern: /a, price: \"1\"}\n", "forwardAuth: \"maybe\": use verify-only or settle-first"},
+		{"bad unmatched", validHead + "unmatched: maybe\nroutes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:5:12: unmatched: \"maybe\": use free (pass unmatched paths through) or deny (404)"},
+		{"bad challengeVersion", validHead + "challengeVersion: 3\nroutes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:5:19: challengeVersion: 3: use 1 or 2"},
 		{"wrong type", validHead + "maxTimeoutSeconds: soon\nroutes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:5:20: maxTimeoutSeconds: want an integer"},
 		{"list for string", validHead + "routes:\n  - pattern: [/a]\n    price: \"1\"\n", "routes[0].pattern: want a string, got a list"},
 		{"env unset", validHead + "routes:\n  - pattern: /a\n    price: \"1\"\n    upstreamAuth: {header: Authorization, valueFromEnv: NOPE}\n", "routes[0].upstreamAuth.valueFromEnv: environment variable NOPE is empty or not set"},
@@ -124,6 +126,19 @@ routes:
 	req := w.Requirement("http://h/weather/x")
 	if req.Network != "eip155:84532" || req.NetworkV1 != "base-sepolia" || req.Amount != "1000" || req.PayTo != testPayTo || req.Extra.Name != "USDC" || req.Extra.Version != "2" {
 		t.Fatalf("requirement: %+v", req)
+	}
+}
+
+func TestCompileKeepsExplicitEnumValues(t *testing.T) {
+	cfg := compileYAML(t, evm.NewRegistry(), validHead+`mode: forwardAuth
+forwardAuth: verify-only
+unmatched: deny
+challengeVersion: 1
+routes:
+  - {pattern: /a, price: "1"}
+`)
+	if cfg.Mode != ModeForwardAuth || cfg.ForwardAuth != ForwardAuthVerifyOnly || cfg.Unmatched != UnmatchedDeny || cfg.ChallengeVersion != 1 {
+		t.Fatalf("explicit values: mode %q forwardAuth %q unmatched %q challengeVersion %d", cfg.Mode, cfg.ForwardAuth, cfg.Unmatched, cfg.ChallengeVersion)
 	}
 }
 
