@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -61,6 +62,9 @@ type Payer struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds each response body read; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Headers says which request headers reach the seller: credentials
+	// (Authorization, Cookie, Proxy-Authorization) only when allowed.
+	Headers HeaderPolicy
 }
 
 // Quote is the way to pay the payer chose from a challenge.
@@ -376,47 +380,76 @@ func (p *Payer) do(ctx context.Context, req *http.Request, pay bool) (*Result, e
 	if err := replayable(req, p.maxBody()); err != nil {
 		return nil, err
 	}
-	first, err := p.send(ctx, req, "", "")
-	if err != nil {
+	var quote *Quote
+	var signed *Signed
+	ex, err := p.engine().Do(ctx, req, func(_ context.Context, ch *x402.Challenge, _ *url.URL) (string, string, error) {
+		q, err := p.Choose(ch)
+		if err != nil {
+			return "", "", err
+		}
+		quote = q
+		if !pay {
+			return "", "", nil
+		}
+		payment, s, err := p.sign(q)
+		if err != nil {
+			return "", "", err
+		}
+		name, value, err := payment.Encode()
+		if err != nil {
+			return "", "", fmt.Errorf("encode payment: %w", err)
+		}
+		s.Header = name
+		signed = s
+		return name, value, nil
+	})
+	if ex == nil {
 		return nil, err
 	}
-	if first.Status != http.StatusPaymentRequired {
-		return first, nil
-	}
-	ch, err := x402.ParseChallenge(first.Header, first.Body)
-	if err != nil {
-		return first, fmt.Errorf("%w: %v", ErrBadChallenge, err)
-	}
-	first.Challenge = ch
-	q, err := p.Choose(ch)
-	if err != nil {
-		return first, err
-	}
-	first.Quote = q
-	if !pay {
-		return first, nil
-	}
-
-	payment, signed, err := p.sign(q)
-	if err != nil {
-		return first, err
-	}
-	name, value, err := payment.Encode()
-	if err != nil {
-		return first, fmt.Errorf("encode payment: %w", err)
-	}
-	signed.Header = name
-	res, err := p.send(ctx, req, name, value)
-	if err != nil {
+	if errors.Is(err, ErrSendPaid) {
 		// The authorization left this machine; the seller may still settle it.
-		return &Result{Challenge: ch, Quote: q, Signed: signed}, fmt.Errorf("send the paid request (authorization %s was sent and may still be settled): %w", signed.Nonce, err)
+		return &Result{Challenge: ex.Challenge, Quote: quote, Signed: signed}, fmt.Errorf("send the paid request (authorization %s was sent and may still be settled): %w", signed.Nonce, err)
 	}
-	res.Challenge, res.Quote, res.Signed = ch, q, signed
-	res.Receipt, res.ReceiptErr = readReceipt(res.Header, q.Version)
-	if res.Status == http.StatusPaymentRequired {
+	res, rerr := p.read(ex.Response, req)
+	if rerr != nil {
+		if err == nil {
+			err = rerr
+		}
+		if res == nil {
+			res = &Result{}
+		}
+	}
+	res.Challenge, res.Quote, res.Signed = ex.Challenge, quote, signed
+	res.Receipt, res.ReceiptErr = ex.Receipt, ex.ReceiptErr
+	if err != nil {
+		return res, err
+	}
+	if ex.Paid && res.Status == http.StatusPaymentRequired {
 		return res, rejection(res)
 	}
 	return res, nil
+}
+
+func (p *Payer) engine() *Engine {
+	limit := int64(DefaultChallengeBytes)
+	if p.maxBody() < limit {
+		limit = p.maxBody()
+	}
+	return &Engine{Client: p.client(), Headers: p.Headers, MaxChallengeBytes: limit}
+}
+
+// read reads the final response, bounded.
+func (p *Payer) read(resp *http.Response, req *http.Request) (*Result, error) {
+	defer resp.Body.Close()
+	limit := p.maxBody()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read response of %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("response of %s %s is larger than %d bytes", req.Method, req.URL.Redacted(), limit)
+	}
+	return &Result{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
 func (p *Payer) sign(q *Quote) (*x402.Payment, *Signed, error) {
@@ -454,57 +487,6 @@ func replayable(req *http.Request, limit int64) error {
 	req.ContentLength = int64(len(b))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	return nil
-}
-
-func (p *Payer) send(ctx context.Context, req *http.Request, header, value string) (*Result, error) {
-	r := req.Clone(ctx)
-	if req.GetBody != nil {
-		body, err := req.GetBody()
-		if err != nil {
-			return nil, fmt.Errorf("replay request body: %w", err)
-		}
-		r.Body = body
-	}
-	client := p.client()
-	if header != "" {
-		r.Header.Set(header, value)
-		client = paidClient(client)
-	}
-	resp, err := client.Do(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
-	}
-	defer resp.Body.Close()
-	limit := p.maxBody()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read response of %s %s: %w", req.Method, req.URL.Redacted(), err)
-	}
-	if int64(len(body)) > limit {
-		return nil, fmt.Errorf("response of %s %s is larger than %d bytes", req.Method, req.URL.Redacted(), limit)
-	}
-	return &Result{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
-}
-
-// paidClient copies c so that a redirect to another host does not carry the
-// payment header along: the authorization is meant for the server that asked.
-func paidClient(c *http.Client) *http.Client {
-	cp := *c
-	next := c.CheckRedirect
-	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) > 0 && !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
-			req.Header.Del(x402.HeaderPaymentSignature)
-			req.Header.Del(x402.HeaderXPayment)
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	return &cp
 }
 
 // readReceipt reads the settlement header of the version, falling back to

@@ -44,6 +44,10 @@ type UpstreamConfig struct {
 	// MaxSpendPerDay caps atomic units spent in any rolling 24 hours ("" or
 	// "0": no cap).
 	MaxSpendPerDay string `json:"maxSpendPerDay,omitempty"`
+	// ForwardHeaders names caller headers this seller may receive although
+	// the proxy strips them by default (Authorization, Cookie,
+	// Proxy-Authorization, or the operator's --strip-header list).
+	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
 	// PreSignedAuths is the pool.
 	PreSignedAuths []x402.ExactEVMPayload `json:"preSignedAuths"`
 

@@ -10,14 +10,17 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/obolstack/obol/internal/buyer"
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/x402"
 )
@@ -37,23 +40,46 @@ type Options struct {
 	Logger     *slog.Logger
 	// MaxBodyBytes bounds request and response bodies (default 10 MiB).
 	MaxBodyBytes int64
+	// StripHeaders are more caller headers never forwarded to a seller,
+	// besides hop-by-hop and credential headers (Authorization, Cookie,
+	// Proxy-Authorization). An upstream's forwardHeaders can allow them.
+	StripHeaders []string
 }
 
 // Server is the buyer proxy.
+//
+// The configuration is an immutable snapshot swapped atomically on reload:
+// a request reads one snapshot from start to end. Each upstream has its own
+// pool lock (kept across reloads), so one seller's payments do not wait
+// for another's.
 type Server struct {
 	opts    Options
 	metrics *Metrics
 	mux     *http.ServeMux
 
-	mu        sync.RWMutex
-	upstreams map[string]*upstream
-	byModel   map[string]*upstream
-	loaded    bool
+	snap     atomic.Pointer[snapshot]
+	reloadMu sync.Mutex       // one reload at a time
+	pools    map[string]*pool // by upstream name; guarded by reloadMu
 }
 
+type snapshot struct {
+	upstreams map[string]*upstream
+	byModel   map[string]*upstream
+}
+
+// upstream is one upstream of one snapshot; never changed once built.
 type upstream struct {
-	cfg *UpstreamConfig
-	mu  sync.Mutex // serializes taking authorizations from the pool
+	cfg    *UpstreamConfig
+	labels prometheus.Labels
+	pool   *pool
+}
+
+// pool serialises taking authorizations of one upstream and the updates of
+// its gauges.
+type pool struct {
+	mu   sync.Mutex
+	cfg  *UpstreamConfig // the auth list next refers to
+	next int             // auths before next are used or expired
 }
 
 // New builds a Server and loads the config directory.
@@ -80,7 +106,12 @@ func New(opts Options) (*Server, error) {
 		}
 		opts.State = st
 	}
-	s := &Server{opts: opts, metrics: NewMetrics(opts.Registerer), upstreams: map[string]*upstream{}, byModel: map[string]*upstream{}}
+	m, err := NewMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, metrics: m, pools: map[string]*pool{}}
+	s.snap.Store(&snapshot{upstreams: map[string]*upstream{}, byModel: map[string]*upstream{}})
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -106,53 +137,42 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := map[string]*upstream{}
-	byModel := map[string]*upstream{}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	next := &snapshot{upstreams: map[string]*upstream{}, byModel: map[string]*upstream{}}
+	pools := map[string]*pool{}
+	var sets []prometheus.Labels
 	for _, c := range cfg.Upstreams {
-		u := &upstream{cfg: c}
-		if old, ok := s.upstreams[c.Name]; ok {
-			old.mu.Lock()
-			u = old
-			u.cfg = c
-			old.mu.Unlock()
+		p := s.pools[c.Name]
+		if p == nil {
+			p = &pool{}
 		}
-		next[c.Name] = u
+		pools[c.Name] = p
+		u := &upstream{cfg: c, labels: labels(c), pool: p}
+		next.upstreams[c.Name] = u
 		for _, m := range c.Models {
-			byModel[m] = u
+			next.byModel[m] = u
 		}
+		sets = append(sets, u.labels)
 	}
-	for name, old := range s.upstreams {
-		if n, ok := next[name]; !ok || !sameLabels(labels(n.cfg), labels(old.cfg)) {
-			s.metrics.prune(labels(old.cfg))
-		}
-	}
-	s.upstreams, s.byModel, s.loaded = next, byModel, true
-	for _, u := range next {
-		s.refreshGauges(u.cfg)
+	s.pools = pools
+	s.metrics.serve(sets)
+	s.snap.Store(next)
+	for _, u := range next.upstreams {
+		s.refreshGauges(u)
 	}
 	return nil
 }
 
-func sameLabels(a, b prometheus.Labels) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *Server) refreshGauges(c *UpstreamConfig) {
-	l := labels(c)
-	taken, _, _ := s.opts.State.Counts(c.Name)
-	s.metrics.remaining.With(l).Set(float64(s.remaining(c)))
-	s.metrics.spent.With(l).Set(float64(taken))
-	s.metrics.mappings.With(l).Set(float64(len(c.Models)))
+// refreshGauges recomputes an upstream's gauges under its pool lock, so a
+// payment's own update cannot interleave.
+func (s *Server) refreshGauges(u *upstream) {
+	u.pool.mu.Lock()
+	defer u.pool.mu.Unlock()
+	taken, _, _ := s.opts.State.Counts(u.cfg.Name)
+	s.metrics.set(s.metrics.remaining, u.labels, float64(s.remaining(u.cfg)))
+	s.metrics.set(s.metrics.spent, u.labels, float64(taken))
+	s.metrics.set(s.metrics.mappings, u.labels, float64(len(u.cfg.Models)))
 }
 
 // remaining counts pool entries not taken and not expired.
@@ -185,9 +205,7 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 	}
 	var model string
 	_ = json.Unmarshal(probe["model"], &model)
-	s.mu.RLock()
-	u := s.byModel[model]
-	s.mu.RUnlock()
+	u := s.snap.Load().byModel[model]
 	if u == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no paid upstream serves model %q; add a PurchaseRequest for it", model))
 		return
@@ -200,9 +218,7 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleUpstream(w http.ResponseWriter, r *http.Request) {
-	s.mu.RLock()
-	u := s.upstreams[r.PathValue("name")]
-	s.mu.RUnlock()
+	u := s.snap.Load().upstreams[r.PathValue("name")]
 	if u == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no paid upstream named %q", r.PathValue("name")))
 		return
@@ -215,99 +231,104 @@ func (s *Server) handleUpstream(w http.ResponseWriter, r *http.Request) {
 	s.forward(w, r, u, "/"+r.PathValue("rest"), body)
 }
 
-// forward sends the request upstream; on 402 it pays once from the pool.
+// refusal is a payment the proxy would not make; nothing was sent.
+type refusal struct {
+	status int
+	reason string // metric label
+	err    error
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+
+// forward sends the request upstream through the pay-and-retry engine; on
+// 402 it pays once from the pool.
 func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, path string, body []byte) {
-	c := u.cfg
-	l := labels(c)
-	s.metrics.requests.With(l).Inc()
+	c, l := u.cfg, u.labels
+	s.metrics.inc(s.metrics.requests, l)
 	target := *c.endpointURL
 	target.Path = strings.TrimRight(target.Path, "/") + path
 	target.RawQuery = in.URL.RawQuery
 
-	resp, err := s.send(in.Context(), in, target.String(), body, "", "")
+	req, err := http.NewRequestWithContext(in.Context(), in.Method, target.String(), bytes.NewReader(body))
 	if err != nil {
+		writeError(w, http.StatusBadRequest, "build upstream request: "+err.Error())
+		return
+	}
+	req.Header = in.Header.Clone()
+	eng := &buyer.Engine{Client: s.opts.HTTPClient, Headers: buyer.HeaderPolicy{Strip: s.opts.StripHeaders, Allow: c.ForwardHeaders}}
+	var taken *x402.ExactEVMPayload
+	ex, err := eng.Do(in.Context(), req, func(_ context.Context, ch *x402.Challenge, _ *url.URL) (string, string, error) {
+		pay, idx, err := s.take(u, ch)
+		if err != nil {
+			return "", "", err
+		}
+		taken = &pay
+		payment, err := x402.NewExactPayment(ch.Version, ch.Requirements[idx], pay)
+		if err == nil {
+			var name, value string
+			if name, value, err = payment.Encode(); err == nil {
+				s.metrics.inc(s.metrics.attempts, l)
+				return name, value, nil
+			}
+		}
+		// Never sent: the authorization stays taken all the same.
+		s.finish(c, pay, "failed", "")
+		return "", "", &refusal{status: http.StatusInternalServerError, reason: "build_error", err: fmt.Errorf("build payment: %w", err)}
+	})
+	var ref *refusal
+	switch {
+	case errors.As(err, &ref):
+		if ex != nil {
+			ex.Response.Body.Close()
+		}
+		if ref.reason != "build_error" {
+			s.metrics.refused(l, ref.reason)
+		}
+		writeError(w, ref.status, ref.Error())
+		return
+	case errors.Is(err, buyer.ErrSendPaid):
+		// The seller may still settle what it received: the authorization
+		// stays taken and is never offered again.
+		s.finish(c, *taken, "failed", "")
+		s.metrics.inc(s.metrics.failure, l)
+		writeError(w, http.StatusBadGateway, "upstream unreachable after paying: "+err.Error())
+		return
+	case errors.Is(err, buyer.ErrBadChallenge):
+		ex.Response.Body.Close()
+		s.metrics.inc(s.metrics.failure, l)
+		writeError(w, http.StatusBadGateway, "upstream answered 402 with an unreadable challenge: "+err.Error())
+		return
+	case err != nil:
+		if ex != nil {
+			ex.Response.Body.Close()
+		}
 		writeError(w, http.StatusBadGateway, "upstream unreachable: "+err.Error())
 		return
 	}
-	if resp.status != http.StatusPaymentRequired {
-		resp.write(w)
-		return
-	}
-	ch, err := x402.ParseChallenge(resp.header, resp.body)
-	if err != nil {
-		s.metrics.failure.With(l).Inc()
-		writeError(w, http.StatusBadGateway, "upstream answered 402 with an unreadable challenge: "+err.Error())
-		return
-	}
-	pay, reqIdx, reason, err := s.take(u, ch)
-	if err != nil {
-		s.metrics.refusals.With(withReason(l, reason)).Inc()
-		status := http.StatusPaymentRequired
-		if reason == "daily_cap" {
-			status = http.StatusTooManyRequests
+	resp := ex.Response
+	defer resp.Body.Close()
+	if ex.Paid {
+		tx := ""
+		if ex.Receipt != nil {
+			tx = ex.Receipt.Transaction
 		}
-		writeError(w, status, err.Error())
-		return
-	}
-	req := ch.Requirements[reqIdx]
-	payment, err := x402.NewExactPayment(ch.Version, req, pay)
-	if err != nil {
-		s.finish(c, pay, "failed", "")
-		writeError(w, http.StatusInternalServerError, "build payment: "+err.Error())
-		return
-	}
-	name, value, err := payment.Encode()
-	if err != nil {
-		s.finish(c, pay, "failed", "")
-		writeError(w, http.StatusInternalServerError, "encode payment: "+err.Error())
-		return
-	}
-	s.metrics.attempts.With(l).Inc()
-	paid, err := s.send(in.Context(), in, target.String(), body, name, value)
-	if err != nil {
-		// The seller may still settle what it received: the authorization
-		// stays taken and is never offered again.
-		s.finish(c, pay, "failed", "")
-		s.metrics.failure.With(l).Inc()
-		writeError(w, http.StatusBadGateway, "upstream unreachable after paying: "+err.Error())
-		return
-	}
-	tx := ""
-	settled := false
-	// The settlement result comes in the challenge version's header; a
-	// seller mid-migration may use the other name.
-	for _, name := range []string{x402.ResponseHeaderName(ch.Version), x402.ResponseHeaderName(3 - ch.Version)} {
-		if v := paid.header.Get(name); v != "" {
-			if sr, derr := x402.DecodeSettleResponse(name, v); derr == nil {
-				tx, settled = sr.Transaction, sr.Success
-				break
-			}
+		// Served without a settlement header counts as paid, with no tx.
+		if resp.StatusCode < 400 {
+			s.finish(c, *taken, "settled", tx)
+			s.metrics.inc(s.metrics.success, l)
+		} else {
+			s.finish(c, *taken, "failed", tx)
+			s.metrics.inc(s.metrics.failure, l)
 		}
 	}
-	if paid.status < 400 && (settled || tx != "") {
-		s.finish(c, pay, "settled", tx)
-		s.metrics.success.With(l).Inc()
-	} else if paid.status < 400 {
-		// Served without a settlement header: count as paid, record no tx.
-		s.finish(c, pay, "settled", "")
-		s.metrics.success.With(l).Inc()
-	} else {
-		s.finish(c, pay, "failed", tx)
-		s.metrics.failure.With(l).Inc()
-	}
-	s.refreshGauges(c)
-	paid.write(w)
+	s.relay(w, resp)
 }
 
 // take picks an unused authorization that matches one of the challenge's
-// requirements exactly and records it durably. reason is a short code for
-// metrics when it refuses.
-func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, int, string, error) {
+// requirements exactly and records it durably; it returns a *refusal when
+// it will not pay.
+func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, int, error) {
 	c := u.cfg
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	now := s.opts.Now()
-
 	match := -1
 	var why []string
 	for i, r := range ch.Requirements {
@@ -319,29 +340,51 @@ func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, in
 		break
 	}
 	if match < 0 {
-		return x402.ExactEVMPayload{}, 0, "no_matching_authorization", fmt.Errorf("not paying %s: no pre-signed authorization matches the seller's terms (%s); the seller may have changed its price: re-create or refill the PurchaseRequest", c.Name, strings.Join(why, "; "))
+		return x402.ExactEVMPayload{}, 0, &refusal{http.StatusPaymentRequired, "no_matching_authorization", fmt.Errorf("not paying %s: no pre-signed authorization matches the seller's terms (%s); the seller may have changed its price: re-create or refill the PurchaseRequest", c.Name, strings.Join(why, "; "))}
 	}
+	p := u.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := s.opts.Now()
 	if c.dailyCap != nil {
 		spent := s.opts.State.SpentSince(c.Name, now.Add(-24*time.Hour))
 		if new(big.Int).Add(spent, c.price).Cmp(c.dailyCap) > 0 {
-			return x402.ExactEVMPayload{}, 0, "daily_cap", fmt.Errorf("not paying %s: daily spend cap reached (%s of %s atomic units spent in the last 24h, the next call costs %s)", c.Name, spent, c.dailyCap, c.price)
+			return x402.ExactEVMPayload{}, 0, &refusal{http.StatusTooManyRequests, "daily_cap", fmt.Errorf("not paying %s: daily spend cap reached (%s of %s atomic units spent in the last 24h, the next call costs %s)", c.Name, spent, c.dailyCap, c.price)}
 		}
 	}
-	for _, a := range c.PreSignedAuths {
+	if p.cfg != c {
+		p.cfg, p.next = c, 0
+	}
+	front := true // still in the prefix of used or expired entries
+	for i := p.next; i < len(c.PreSignedAuths); i++ {
+		a := c.PreSignedAuths[i]
 		if s.opts.State.Used(a.Authorization.From, a.Authorization.Nonce) {
+			if front {
+				p.next = i + 1
+			}
 			continue
 		}
 		auth, err := evm.AuthorizationFromWire(a.Authorization)
 		if err != nil || evm.CheckWindow(auth, now, minValidity) != nil {
+			if front && (err != nil || auth.ValidBefore.Cmp(big.NewInt(now.Add(minValidity).Unix())) < 0) {
+				p.next = i + 1 // expired for good
+			} else {
+				front = false
+			}
 			continue
 		}
-		use := Use{Upstream: c.Name, From: a.Authorization.From, Nonce: a.Authorization.Nonce, Value: a.Authorization.Value, At: now}
+		use := Use{Upstream: c.Name, From: a.Authorization.From, Nonce: a.Authorization.Nonce, Value: a.Authorization.Value, At: now, ValidBefore: auth.ValidBefore.Int64()}
 		if err := s.opts.State.Take(use); err != nil {
-			return x402.ExactEVMPayload{}, 0, "state_error", fmt.Errorf("not paying %s: %w", c.Name, err)
+			return x402.ExactEVMPayload{}, 0, &refusal{http.StatusPaymentRequired, "state_error", fmt.Errorf("not paying %s: %w", c.Name, err)}
 		}
-		return a, match, "", nil
+		if front {
+			p.next = i + 1
+		}
+		s.metrics.add(s.metrics.remaining, u.labels, -1)
+		s.metrics.add(s.metrics.spent, u.labels, 1)
+		return a, match, nil
 	}
-	return x402.ExactEVMPayload{}, 0, "pool_empty", fmt.Errorf("not paying %s: no unused, unexpired pre-signed authorization left; refill the PurchaseRequest (obol buy refill %s)", c.Name, c.Name)
+	return x402.ExactEVMPayload{}, 0, &refusal{http.StatusPaymentRequired, "pool_empty", fmt.Errorf("not paying %s: no unused, unexpired pre-signed authorization left; refill the PurchaseRequest (obol buy refill %s)", c.Name, c.Name)}
 }
 
 // mismatch says why requirement r cannot be paid from this pool ("" = it can).
@@ -377,55 +420,60 @@ func (s *Server) finish(c *UpstreamConfig, a x402.ExactEVMPayload, outcome, tx s
 	}
 }
 
-type upstreamResponse struct {
-	status int
-	header http.Header
-	body   []byte
-}
+// responseHopByHop are not passed back to the caller.
+var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-func (r *upstreamResponse) write(w http.ResponseWriter) {
-	for k, vs := range r.header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
+// relay passes the seller's answer back as it arrives: status and headers
+// at once, then the body, flushed after every read when the seller streams
+// (no Content-Length: SSE, chunked), so a streamed completion streams end
+// to end. A body over MaxBodyBytes is cut off (the connection aborted).
+func (s *Server) relay(w http.ResponseWriter, resp *http.Response) {
+	h := w.Header()
+	for k, vs := range resp.Header {
 		for _, v := range vs {
-			w.Header().Add(k, v)
+			h.Add(k, v)
 		}
 	}
-	w.WriteHeader(r.status)
-	_, _ = w.Write(r.body)
-}
-
-var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy-Connection": true, "Te": true, "Trailer": true, "Content-Length": true}
-
-func (s *Server) send(ctx context.Context, in *http.Request, url string, body []byte, payHeader, payValue string) (*upstreamResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, in.Method, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	for k, vs := range in.Header {
-		ck := http.CanonicalHeaderKey(k)
-		if hopByHop[ck] || ck == "Host" || ck == http.CanonicalHeaderKey(x402.HeaderPaymentSignature) || ck == http.CanonicalHeaderKey(x402.HeaderXPayment) {
-			continue
+	for _, c := range resp.Header.Values("Connection") {
+		for _, name := range strings.Split(c, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
 		}
-		req.Header[ck] = vs
 	}
-	if payHeader != "" {
-		req.Header.Set(payHeader, payValue)
+	for _, name := range responseHopByHop {
+		h.Del(name)
 	}
-	resp, err := s.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, err
+	streaming := resp.ContentLength < 0
+	if streaming || resp.ContentLength > s.opts.MaxBodyBytes {
+		h.Del("Content-Length")
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, s.opts.MaxBodyBytes+1))
-	if err != nil {
-		return nil, err
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	if streaming {
+		_ = rc.Flush()
 	}
-	if int64(len(b)) > s.opts.MaxBodyBytes {
-		return nil, errors.New("upstream response larger than the proxy's limit")
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := resp.Body.Read(buf)
+		if k > 0 {
+			n += int64(k)
+			if n > s.opts.MaxBodyBytes {
+				s.opts.Logger.Warn("upstream answer larger than the proxy's limit; cut off", "limit", s.opts.MaxBodyBytes)
+				panic(http.ErrAbortHandler)
+			}
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return
+			}
+			if streaming {
+				_ = rc.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
-	return &upstreamResponse{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // UpstreamStatus is one row of /status.
@@ -444,11 +492,9 @@ type UpstreamStatus struct {
 
 // Status reports every upstream's pool.
 func (s *Server) Status() []UpstreamStatus {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	now := s.opts.Now()
 	out := []UpstreamStatus{}
-	for _, u := range s.upstreams {
+	for _, u := range s.snap.Load().upstreams {
 		c := u.cfg
 		taken, settled, spent := s.opts.State.Counts(c.Name)
 		out = append(out, UpstreamStatus{

@@ -20,6 +20,9 @@ type Use struct {
 	Nonce    string    `json:"nonce"`
 	Value    string    `json:"value"`
 	At       time.Time `json:"at"`
+	// ValidBefore is the authorization's expiry (unix seconds); after it
+	// the record is needed only for totals.
+	ValidBefore int64 `json:"validBefore,omitempty"`
 	// Outcome is "pending", "settled" or "failed".
 	Outcome     string `json:"outcome"`
 	Transaction string `json:"transaction,omitempty"`

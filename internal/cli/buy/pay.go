@@ -247,8 +247,16 @@ func buildPayer(opts *PayOptions) (*buyer.Payer, error) {
 	if client == nil {
 		client = &http.Client{Timeout: opts.Timeout}
 	}
+	// A header the user passed with -H was asked for by name: it reaches
+	// the seller, credentials included.
+	var asked []string
+	for _, h := range opts.Headers {
+		if name, _, ok := strings.Cut(h, ":"); ok {
+			asked = append(asked, strings.TrimSpace(name))
+		}
+	}
 	return &buyer.Payer{Key: key, Registry: reg, HTTPClient: client, MaxAmount: opts.MaxAmount,
-		AllowPayTo: allow, Network: opts.Network, Now: opts.Now}, nil
+		AllowPayTo: allow, Network: opts.Network, Now: opts.Now, Headers: buyer.HeaderPolicy{Allow: asked}}, nil
 }
 
 func loadDevStack(opts *PayOptions, reg *evm.Registry) error {

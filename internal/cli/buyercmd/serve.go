@@ -39,6 +39,9 @@ type ServeOptions struct {
 	// ReloadEvery re-reads ConfigDir periodically: a mounted ConfigMap
 	// changes on disk some time after the controller writes it.
 	ReloadEvery time.Duration
+	// StripHeaders are caller headers never forwarded to a seller, besides
+	// hop-by-hop and credential headers.
+	StripHeaders []string
 }
 
 // NewCmdServe builds `obol buyer serve`.
@@ -53,6 +56,12 @@ file per upstream in --config-dir, as a PurchaseRequest carries them), only
 when the seller's terms match an authorization exactly and within the
 upstream's daily spend cap. Every authorization taken is written to --state
 before the paid request leaves, so none is ever sent twice, across restarts.
+
+A caller's credentials stay in the cluster: hop-by-hop headers,
+Authorization, Cookie, Proxy-Authorization and every --strip-header are
+never forwarded to a seller (an upstream file's forwardHeaders may allow
+one by name). A payment goes only to the origin whose 402 asked for it and
+never follows a redirect to another origin.
 
 Endpoints:
   POST /v1/chat/completions, /v1/responses   OpenAI-compatible, routed by "model"
@@ -80,6 +89,7 @@ Endpoints:
 	cmd.Flags().StringVar(&opts.ConfigDir, "config-dir", "", "directory of upstream files (*.yaml, *.json)")
 	cmd.Flags().StringVar(&opts.StateFile, "state", "", "state file recording used authorizations")
 	cmd.Flags().StringVar(&opts.Listen, "listen", ":8402", "address to listen on")
+	cmd.Flags().StringSliceVar(&opts.StripHeaders, "strip-header", nil, "caller header never forwarded to a seller, besides hop-by-hop ones and Authorization, Cookie, Proxy-Authorization (repeatable; an upstream's forwardHeaders may allow one)")
 	cmd.Flags().DurationVar(&opts.ReloadEvery, "reload-interval", 30*time.Second, "re-read --config-dir this often (0 = only on POST /admin/reload)")
 	return cmd
 }
@@ -96,7 +106,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := proxy.New(proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registerer: reg, Logger: log})
+	srv, err := proxy.New(proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registerer: reg, Logger: log, StripHeaders: opts.StripHeaders})
 	if err != nil {
 		return err
 	}
