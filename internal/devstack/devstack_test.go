@@ -139,12 +139,12 @@ func TestDevStackLoop(t *testing.T) {
 	if len(o.Revenue) != 1 || o.Revenue[0].Lifetime != "0.005" || o.Revenue[0].LifetimeAtomic != "5000" || o.Revenue[0].Symbol != "USDC" {
 		t.Fatalf("revenue %+v", o.Revenue)
 	}
-	if o.LastSettlement == nil || o.SettlementRate == nil {
-		t.Fatalf("last settlement %v, rate %v", o.LastSettlement, o.SettlementRate)
+	if o.LastSettlement == nil || o.VerifiedRate == nil {
+		t.Fatalf("last settlement %v, rate %v", o.LastSettlement, o.VerifiedRate)
 	}
 	// Each paid call is one 402 then one verified payment; the refused call
 	// was one more 402: 5 / (6 + 5).
-	if r := *o.SettlementRate; r < 5.0/11-1e-5 || r > 5.0/11+1e-5 {
+	if r := *o.VerifiedRate; r < 5.0/11-1e-5 || r > 5.0/11+1e-5 {
 		t.Fatalf("settlement rate %v, want 5/11", r)
 	}
 }

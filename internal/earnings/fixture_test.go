@@ -34,7 +34,7 @@ func fixtureData() *Data {
 	w.Requests, w.CallsLifetime, w.CallsWindow = 12, 7, ptr(5)
 	w.AtomicLifetime[usdcBaseSep] = 7000
 	w.AtomicWindow = map[string]float64{usdcBaseSep: 5000}
-	w.SettlementRate, w.RateWindow = ptr(0.5), "1h"
+	w.VerifiedRate, w.RateWindow = ptr(0.5), "1h"
 	w.LastSettlement = float64(testNow.Add(-2 * time.Minute).Unix())
 	w.SparkStep = time.Hour
 	w.SparkCalls = hourly(map[int]float64{20: 1, 22: 2, 23: 2})
@@ -44,7 +44,7 @@ func fixtureData() *Data {
 	l.Requests, l.CallsLifetime, l.CallsWindow = 45, 40, ptr(30)
 	l.AtomicLifetime[usdcBase] = 1_200_000
 	l.AtomicWindow = map[string]float64{usdcBase: 900_000}
-	l.SettlementRate, l.RateWindow = ptr(0.95), "1h"
+	l.VerifiedRate, l.RateWindow = ptr(0.95), "1h"
 	l.LastSettlement = float64(testNow.Add(-3 * time.Hour).Unix())
 	l.SparkStep = time.Hour
 	l.SparkCalls = hourly(map[int]float64{0: 3, 5: 10, 12: 9, 20: 8})

@@ -104,7 +104,7 @@ func ParseMetrics(r io.Reader) (*Data, error) {
 	for k, o := range d.Offers {
 		o.RateWindow = "lifetime"
 		if p := pay[k]; p != nil && p.req+p.ver+p.fail > 0 {
-			o.SettlementRate = ptr(p.ver / (p.req + p.ver + p.fail))
+			o.VerifiedRate = ptr(p.ver / (p.req + p.ver + p.fail))
 		}
 	}
 

@@ -71,8 +71,8 @@ func TestMetricsSource(t *testing.T) {
 	if r.Lifetime != "0.003" || r.LifetimeAtomic != "3000" || r.Window != nil || r.Symbol != "USDC" {
 		t.Errorf("revenue = %+v", r)
 	}
-	if o.SettlementRate == nil || *o.SettlementRate != 3.0/8 || o.SettlementRateWindow != "lifetime" {
-		t.Errorf("rate = %v %s", o.SettlementRate, o.SettlementRateWindow)
+	if o.VerifiedRate == nil || *o.VerifiedRate != 3.0/8 || o.VerifiedRateWindow != "lifetime" {
+		t.Errorf("rate = %v %s", o.VerifiedRate, o.VerifiedRateWindow)
 	}
 	if o.LastSettlement == nil || o.LastSettlement.Ago != "30s ago" || o.Sparkline != nil {
 		t.Errorf("last = %+v spark %+v", o.LastSettlement, o.Sparkline)

@@ -46,10 +46,10 @@ var contractRules = []string{RuleRevenue24h, RuleRevenue7d, RuleRevenueLifetime,
 
 const offerBy = "offer_namespace, offer_name, chain"
 
-// settlementRateExpr is the raw PromQL equivalent of RuleSettlementRate1h,
+// verifiedRateExpr is the raw PromQL equivalent of RuleSettlementRate1h,
 // used when the rule is not loaded. A counter an offer has not touched yet
 // counts as 0; an offer without payment traffic in the hour has no sample.
-var settlementRateExpr = func() string {
+var verifiedRateExpr = func() string {
 	term := func(m string) string {
 		return fmt.Sprintf("(sum by (%[1]s) (increase(%[2]s[1h])) or (sum by (%[1]s) (increase(%[3]s[1h])) * 0))", offerBy, m, mRequests)
 	}
@@ -98,7 +98,7 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 
 	// Which recording rules are loaded: ask the rules API; when it is not
 	// available, a rule that answers nothing while its raw metrics do counts
-	// as missing (see settlementRate below).
+	// as missing (see verifiedRate below).
 	rules, rulesErr := p.loadedRules(ctx)
 	if rulesErr != nil && isUnreachable(rulesErr) {
 		return nil, fmt.Errorf("query Prometheus at %s: %w (is it running? pass --prometheus URL)", p.URL, rulesErr)
@@ -148,7 +148,7 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 		o.AtomicWindow[string(s.Metric["asset"])] = float64(s.Value)
 	}
 
-	if err := p.settlementRate(ctx, q, d, rules, rulesErr == nil); err != nil {
+	if err := p.verifiedRate(ctx, q, d, rules, rulesErr == nil); err != nil {
 		return nil, err
 	}
 	if err := p.sparklines(ctx, q, d, window, now); err != nil {
@@ -174,7 +174,7 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 	return d, nil
 }
 
-func (p *PrometheusSource) settlementRate(ctx context.Context, q *querier, d *Data, rules map[string]bool, rulesKnown bool) error {
+func (p *PrometheusSource) verifiedRate(ctx context.Context, q *querier, d *Data, rules map[string]bool, rulesKnown bool) error {
 	missingNote := "recording rule " + RuleSettlementRate1h + " is not loaded in this Prometheus: computed from raw metrics (install the chart's PrometheusRule to precompute it)"
 	var vec model.Vector
 	var err error
@@ -188,7 +188,7 @@ func (p *PrometheusSource) settlementRate(ctx context.Context, q *querier, d *Da
 			d.RecordingRules = "partial"
 		}
 	case rulesKnown:
-		if vec, err = q.vector(ctx, settlementRateExpr); err != nil {
+		if vec, err = q.vector(ctx, verifiedRateExpr); err != nil {
 			return err
 		}
 		d.RecordingRules = "missing"
@@ -201,7 +201,7 @@ func (p *PrometheusSource) settlementRate(ctx context.Context, q *querier, d *Da
 		}
 		d.RecordingRules = "loaded"
 		if len(vec) == 0 {
-			raw, err := q.vector(ctx, settlementRateExpr)
+			raw, err := q.vector(ctx, verifiedRateExpr)
 			if err != nil {
 				return err
 			}
@@ -220,7 +220,7 @@ func (p *PrometheusSource) settlementRate(ctx context.Context, q *querier, d *Da
 			continue
 		}
 		o := d.offer(offerKey(s.Metric))
-		o.SettlementRate = ptr(v)
+		o.VerifiedRate = ptr(v)
 		o.RateWindow = "1h"
 	}
 	return nil

@@ -91,7 +91,7 @@ func newFakeProm(rules []string) *fakeProm {
 	// test the rounding anyway.
 	f.vectors[deltaExpr(mChargedAtomic, by+", asset", "24h")] = model.Vector{sample(weatherLabels, 4999.9999996, "asset", usdcBaseSep)}
 	f.vectors[RuleSettlementRate1h] = model.Vector{sample(weatherLabels, 0.75)}
-	f.vectors[settlementRateExpr] = model.Vector{sample(weatherLabels, 0.75)}
+	f.vectors[verifiedRateExpr] = model.Vector{sample(weatherLabels, 0.75)}
 	// Two buckets with calls: 2h and 0h before now.
 	start := testNow.Add(-23 * time.Hour)
 	pts := func(vals map[int]float64) []model.SamplePair {
@@ -138,7 +138,7 @@ func TestPrometheusWithRules(t *testing.T) {
 		t.Fatalf("source = %+v", s.Source)
 	}
 	for _, q := range f.seen {
-		if q == settlementRateExpr {
+		if q == verifiedRateExpr {
 			t.Errorf("raw settlement-rate PromQL queried although the rule is loaded")
 		}
 	}
@@ -153,8 +153,8 @@ func TestPrometheusWithRules(t *testing.T) {
 	if *r.Window != "0.005" || r.Lifetime != "0.007" || *r.WindowAtomic != "5000" || r.Symbol != "USDC" {
 		t.Errorf("revenue = %+v", r)
 	}
-	if o.SettlementRate == nil || *o.SettlementRate != 0.75 || o.SettlementRateWindow != "1h" {
-		t.Errorf("rate = %v %s", o.SettlementRate, o.SettlementRateWindow)
+	if o.VerifiedRate == nil || *o.VerifiedRate != 0.75 || o.VerifiedRateWindow != "1h" {
+		t.Errorf("rate = %v %s", o.VerifiedRate, o.VerifiedRateWindow)
 	}
 	if o.LastSettlement == nil || o.LastSettlement.Ago != "1m ago" {
 		t.Errorf("last = %+v", o.LastSettlement)
@@ -177,7 +177,7 @@ func TestPrometheusFallbackSameNumbers(t *testing.T) {
 	}
 	var rawUsed bool
 	for _, q := range f.seen {
-		rawUsed = rawUsed || q == settlementRateExpr
+		rawUsed = rawUsed || q == verifiedRateExpr
 		if q == RuleSettlementRate1h {
 			t.Errorf("rule queried although the rules API says it is not loaded")
 		}

@@ -150,11 +150,11 @@ func offerColumns(s *Snapshot, rows []OfferRow, now time.Time) []column {
 		)
 	}
 	rateTitle := "RATE"
-	if len(rows) > 0 && rows[0].SettlementRateWindow != "" {
-		rateTitle = "RATE " + rows[0].SettlementRateWindow
+	if len(rows) > 0 && rows[0].VerifiedRateWindow != "" {
+		rateTitle = "RATE " + rows[0].VerifiedRateWindow
 	}
 	cols = append(cols,
-		column{rateTitle, 45, func(i int) string { return FormatRate(rows[i].SettlementRate) }},
+		column{rateTitle, 45, func(i int) string { return FormatRate(rows[i].VerifiedRate) }},
 		column{"LAST PAID", 50, func(i int) string { return lastAgo(rows[i].LastSettlement, now) }},
 	)
 	if s.Source.Windowed {

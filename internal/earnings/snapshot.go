@@ -156,14 +156,17 @@ type OfferRow struct {
 	Requests     int64    `json:"requests"`
 	ChargedCalls Count    `json:"chargedCalls"`
 	Revenue      []Amount `json:"revenue"`
-	// SettlementRate is verified / (required + verified + failed), 0..1 rounded
-	// to 6 decimals, over
-	// SettlementRateWindow ("1h" from Prometheus, "lifetime" from /metrics);
-	// null when there was no payment traffic.
-	SettlementRate       *float64        `json:"settlementRate"`
-	SettlementRateWindow string          `json:"settlementRateWindow"`
-	LastSettlement       *LastSettlement `json:"lastSettlement"`
-	Sparkline            *Sparkline      `json:"sparkline"`
+	// VerifiedRate is the share of payment traffic whose payment the
+	// facilitator verified: verified / (required + verified + failed), 0..1
+	// rounded to 6 decimals, over VerifiedRateWindow ("1h" from Prometheus,
+	// "lifetime" from /metrics); null when there was no payment traffic. It
+	// counts verifications, not settlements; the JSON keeps the name of the
+	// recording rule it reads (x402:settlement_rate:1h_by_offer_chain), which
+	// dashboards and scripts already use.
+	VerifiedRate       *float64        `json:"settlementRate"`
+	VerifiedRateWindow string          `json:"settlementRateWindow"`
+	LastSettlement     *LastSettlement `json:"lastSettlement"`
+	Sparkline          *Sparkline      `json:"sparkline"`
 }
 
 // Key identifies the row as namespace/name.
@@ -229,7 +232,7 @@ type OfferData struct {
 	CallsWindow    *float64
 	AtomicLifetime map[string]float64 // by asset
 	AtomicWindow   map[string]float64
-	SettlementRate *float64
+	VerifiedRate   *float64
 	RateWindow     string
 	LastSettlement float64 // unix seconds; 0 = never
 	SparkStep      time.Duration
@@ -301,11 +304,11 @@ func Build(d *Data, window Window, now time.Time, reg *evm.Registry) Snapshot {
 	for k, o := range d.Offers {
 		row := OfferRow{
 			Namespace: k.Namespace, Name: k.Name, Chain: k.Chain, ChainName: chainName(reg, k.Chain),
-			Requests:             toInt(o.Requests),
-			ChargedCalls:         Count{Window: toIntPtr(o.CallsWindow), Lifetime: toInt(o.CallsLifetime)},
-			SettlementRate:       roundRate(o.SettlementRate),
-			SettlementRateWindow: o.RateWindow,
-			Revenue:              []Amount{},
+			Requests:           toInt(o.Requests),
+			ChargedCalls:       Count{Window: toIntPtr(o.CallsWindow), Lifetime: toInt(o.CallsLifetime)},
+			VerifiedRate:       roundRate(o.VerifiedRate),
+			VerifiedRateWindow: o.RateWindow,
+			Revenue:            []Amount{},
 		}
 		assets := make([]string, 0, len(o.AtomicLifetime))
 		for a := range o.AtomicLifetime {

@@ -43,8 +43,8 @@ func TestBuildExactAmounts(t *testing.T) {
 	if u.Known || u.Symbol != "" || u.Lifetime != "300" || *u.Window != "100" {
 		t.Errorf("unknown-token revenue = %+v", u)
 	}
-	if search.SettlementRate != nil || search.LastSettlement != nil {
-		t.Errorf("search rate/last = %v/%v, want null", search.SettlementRate, search.LastSettlement)
+	if search.VerifiedRate != nil || search.LastSettlement != nil {
+		t.Errorf("search rate/last = %v/%v, want null", search.VerifiedRate, search.LastSettlement)
 	}
 	if got := strings.Join(weather.Sparkline.Points, ","); got != "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0.001,0,0.002,0.002" || weather.Sparkline.Unit != "USDC" {
 		t.Errorf("sparkline = %s %s", weather.Sparkline.Unit, got)

@@ -250,8 +250,8 @@ func TestFacilitatorFailureNeverReachesUpstream(t *testing.T) {
 		reason string
 	}{
 		{"error", errors.New("facilitator answered 500"), http.StatusBadGateway, ReasonFacilitatorError},
-		{"timeout", context.DeadlineExceeded, http.StatusServiceUnavailable, ReasonFacilitatorTimeout},
-		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, http.StatusServiceUnavailable, ReasonFacilitatorTimeout},
+		{"timeout", context.DeadlineExceeded, http.StatusServiceUnavailable, ReasonFacilitatorUnavailable},
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, http.StatusServiceUnavailable, ReasonFacilitatorUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,18 +24,18 @@ const (
 
 // Failure reasons of the verifier itself, beside the facilitator's codes.
 const (
-	ReasonMalformedPayment          = "malformed_payment"
-	ReasonAuthorizationReused       = "authorization_reused"
-	ReasonFacilitatorError          = "facilitator_error"
-	ReasonFacilitatorTimeout        = "facilitator_unavailable"
-	ReasonSettleFailed              = "settle_failed"
-	ReasonOther                     = "other"
-	reloadResultSuccess             = "success"
-	reloadResultFailure             = "failure"
-	facilitatorOpVerify             = "verify"
-	facilitatorOpSettle             = "settle"
-	metricsNamespacePrefix          = "obol_x402_verifier_"
-	maxExactFloat             int64 = 1 << 53
+	ReasonMalformedPayment             = "malformed_payment"
+	ReasonAuthorizationReused          = "authorization_reused"
+	ReasonFacilitatorError             = "facilitator_error"
+	ReasonFacilitatorUnavailable       = "facilitator_unavailable"
+	ReasonSettleFailed                 = "settle_failed"
+	ReasonOther                        = "other"
+	reloadResultSuccess                = "success"
+	reloadResultFailure                = "failure"
+	facilitatorOpVerify                = "verify"
+	facilitatorOpSettle                = "settle"
+	metricsNamespacePrefix             = "obol_x402_verifier_"
+	maxExactFloat                int64 = 1 << 53
 )
 
 // failureReasons is the bounded set of reason label values; anything else
@@ -49,7 +49,7 @@ var failureReasons = map[string]bool{
 	x402.ReasonUnexpectedSettleError: true, x402.ReasonNoMatchingRequirement: true,
 	x402.ReasonAuthorizationInFlight: true, x402.ReasonUnsupportedSignatureScheme: true,
 	ReasonMalformedPayment: true, ReasonAuthorizationReused: true, ReasonFacilitatorError: true,
-	ReasonFacilitatorTimeout: true, ReasonSettleFailed: true, ReasonOther: true,
+	ReasonFacilitatorUnavailable: true, ReasonSettleFailed: true, ReasonOther: true,
 }
 
 // reasonLabel maps a reason to its bounded label value.

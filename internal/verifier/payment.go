@@ -245,28 +245,28 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 func (s *Server) facilitatorFailure(err error) (int, string) {
 	if s.opts.ClassifyFacilitatorError != nil {
 		if s.opts.ClassifyFacilitatorError(err) {
-			return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+			return http.StatusServiceUnavailable, ReasonFacilitatorUnavailable
 		}
 		return http.StatusBadGateway, ReasonFacilitatorError
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
-		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+		return http.StatusServiceUnavailable, ReasonFacilitatorUnavailable
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+		return http.StatusServiceUnavailable, ReasonFacilitatorUnavailable
 	}
 	var t interface{ Timeout() bool }
 	if errors.As(err, &t) && t.Timeout() {
-		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+		return http.StatusServiceUnavailable, ReasonFacilitatorUnavailable
 	}
 	var sc interface{ HTTPStatus() int }
 	if errors.As(err, &sc) && (sc.HTTPStatus() == http.StatusServiceUnavailable || sc.HTTPStatus() == http.StatusGatewayTimeout) {
-		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+		return http.StatusServiceUnavailable, ReasonFacilitatorUnavailable
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return http.StatusServiceUnavailable, ReasonFacilitatorTimeout
+		return http.StatusServiceUnavailable, ReasonFacilitatorUnavailable
 	}
 	return http.StatusBadGateway, ReasonFacilitatorError
 }

@@ -17,9 +17,9 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// SilentError exits non-zero without printing anything more: the command has
+// ErrSilent makes a command exit non-zero without printing anything more: the command has
 // already told the user what happened.
-var SilentError = errors.New("silent")
+var ErrSilent = errors.New("silent")
 
 // FlagErrorf wraps a usage problem so the root command prints usage help.
 type FlagError struct{ Err error }

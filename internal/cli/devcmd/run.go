@@ -242,8 +242,8 @@ func printSummary(w io.Writer, s *devstack.Stack, snap earnings.Snapshot) {
 			}
 		}
 		rate := "n/a"
-		if o.SettlementRate != nil {
-			rate = fmt.Sprintf("%.0f%%", *o.SettlementRate*100)
+		if o.VerifiedRate != nil {
+			rate = fmt.Sprintf("%.0f%%", *o.VerifiedRate*100)
 		}
 		t.Row("  "+o.Key(), fmt.Sprintf("%s (%s)", o.ChainName, o.Chain), fmt.Sprint(o.ChargedCalls.Lifetime), strings.Join(rev, " + "), last, rate)
 	}

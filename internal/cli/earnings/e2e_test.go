@@ -89,8 +89,8 @@ func TestRealVerifierPaidCalls(t *testing.T) {
 		if row.LastSettlement == nil || math.Abs(float64(row.LastSettlement.Unix-paidAt.Unix())) > 60 {
 			t.Errorf("%s: last settlement = %+v, want within a minute of %s", name, row.LastSettlement, paidAt.Format(time.RFC3339))
 		}
-		if row.SettlementRate == nil || *row.SettlementRate <= 0 {
-			t.Errorf("%s: settlement rate = %v", name, row.SettlementRate)
+		if row.VerifiedRate == nil || *row.VerifiedRate <= 0 {
+			t.Errorf("%s: settlement rate = %v", name, row.VerifiedRate)
 		}
 	}
 

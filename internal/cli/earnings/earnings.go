@@ -124,7 +124,7 @@ func earningsRun(ctx context.Context, opts *Options) error {
 		return earnings.Collect(ctx, src, window, opts.Now())
 	}
 
-	print := func(s earnings.Snapshot) error {
+	writeSnapshot := func(s earnings.Snapshot) error {
 		return cmdutil.PrintStructured(opts.IO.Out, opts.Output, s, func(w io.Writer) error {
 			return earnings.WriteTable(w, &s)
 		})
@@ -139,7 +139,7 @@ func earningsRun(ctx context.Context, opts *Options) error {
 			if !first && opts.Output == cmdutil.OutputTable {
 				fmt.Fprintln(opts.IO.Out)
 			}
-			if err := print(s); err != nil {
+			if err := writeSnapshot(s); err != nil {
 				return err
 			}
 			if !opts.Watch {

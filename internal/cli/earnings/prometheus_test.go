@@ -144,8 +144,8 @@ func TestRealPrometheus(t *testing.T) {
 		}
 		// increase() scales all three counters alike, so the ratio is 0.5 up
 		// to float rounding.
-		if o.SettlementRate == nil || math.Abs(*o.SettlementRate-0.5) > 1e-9 || o.SettlementRateWindow != "1h" {
-			t.Errorf("%s: settlement rate = %v over %s, want 0.5 (3 verified of 6)", name, o.SettlementRate, o.SettlementRateWindow)
+		if o.VerifiedRate == nil || math.Abs(*o.VerifiedRate-0.5) > 1e-9 || o.VerifiedRateWindow != "1h" {
+			t.Errorf("%s: settlement rate = %v over %s, want 0.5 (3 verified of 6)", name, o.VerifiedRate, o.VerifiedRateWindow)
 		}
 		if o.LastSettlement == nil || o.LastSettlement.Unix != paidAt.Unix() || time.Since(time.Unix(o.LastSettlement.Unix, 0)) > time.Minute {
 			t.Errorf("%s: last settlement = %+v, want %d (within a minute)", name, o.LastSettlement, paidAt.Unix())
@@ -179,7 +179,7 @@ func TestRealPrometheus(t *testing.T) {
 		s.Source, s.Notes, s.GeneratedAt = earnings.SourceInfo{}, nil, time.Time{}
 		for i := range s.Offers {
 			s.Offers[i].LastSettlement.Ago = ""
-			s.Offers[i].SettlementRate = nil // compared above, with a tolerance
+			s.Offers[i].VerifiedRate = nil // compared above, with a tolerance
 		}
 		b, _ := json.Marshal(s)
 		return string(b)

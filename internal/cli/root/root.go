@@ -135,7 +135,7 @@ func handleError(root *cobra.Command, errOut io.Writer, err error) int {
 	if errors.As(err, &exit) {
 		code = exit.Code
 	}
-	if errors.Is(err, cmdutil.SilentError) {
+	if errors.Is(err, cmdutil.ErrSilent) {
 		return code
 	}
 	msg := err.Error()

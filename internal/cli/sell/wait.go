@@ -16,10 +16,10 @@ import (
 
 // waitReady polls until the offer's Ready condition is True for its
 // current generation, or the timeout passes (then it explains why not).
-func waitReady(ctx context.Context, c client.Client, ns, name string, timeout time.Duration, io *cmdutil.IOStreams) (*v1alpha1.ServiceOffer, error) {
+func waitReady(ctx context.Context, c client.Client, ns, name string, timeout time.Duration, ios *cmdutil.IOStreams) (*v1alpha1.ServiceOffer, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	fmt.Fprintf(io.ErrOut, "Waiting up to %s for ServiceOffer %s/%s to become Ready...\n", timeout, ns, name)
+	fmt.Fprintf(ios.ErrOut, "Waiting up to %s for ServiceOffer %s/%s to become Ready...\n", timeout, ns, name)
 	var last *v1alpha1.ServiceOffer
 	for {
 		o, err := getOffer(ctx, c, ns, name)
@@ -27,7 +27,7 @@ func waitReady(ctx context.Context, c client.Client, ns, name string, timeout ti
 			last = o
 			if r := meta.FindStatusCondition(o.Status.Conditions, v1alpha1.ConditionReady); r != nil &&
 				r.Status == metav1.ConditionTrue && r.ObservedGeneration == o.Generation {
-				fmt.Fprintf(io.ErrOut, "Ready: %s\n", r.Message)
+				fmt.Fprintf(ios.ErrOut, "Ready: %s\n", r.Message)
 				return o, nil
 			}
 		}

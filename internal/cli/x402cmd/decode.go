@@ -148,7 +148,7 @@ func DecodeRun(opts *DecodeOptions) error {
 		return err
 	}
 	if d.Signer != nil && !d.Signer.Matches {
-		return &cmdutil.ExitError{Code: 1, Err: cmdutil.SilentError}
+		return &cmdutil.ExitError{Code: 1, Err: cmdutil.ErrSilent}
 	}
 	return nil
 }
