@@ -64,7 +64,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		if v == x402.Version1 {
 			msg = x402.HeaderXPayment + " header is required"
 		}
-		writeChallenge(w, r, http.StatusPaymentRequired, v, msg, req, nil)
+		writeChallenge(w, r, http.StatusPaymentRequired, v, msg, req)
 		return nil
 	}
 	if err != nil {
@@ -75,7 +75,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 	refuse := func(reason string) *payment {
 		s.metrics.failed(route, reason)
 		s.log.Debug("payment refused", "offer", route.Offer.Name, "reason", reason)
-		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req, nil)
+		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req)
 		return nil
 	}
 	if p.Scheme != x402.SchemeExact || p.Exact == nil {
@@ -151,7 +151,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		}
 		s.metrics.failed(route, reason)
 		s.log.Debug("payment invalid", "offer", route.Offer.Name, "reason", reason, "message", vr.InvalidMessage, "payer", pm.payer)
-		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req, nil)
+		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req)
 		return nil
 	}
 	if vr.Payer != "" {
@@ -351,12 +351,8 @@ func challengeAnswer(r *http.Request, status, version int, msg string, req x402.
 	return &answer{status: status, header: h, body: body}
 }
 
-func writeChallenge(w http.ResponseWriter, r *http.Request, status, version int, msg string, req x402.Requirement, extra http.Header) {
-	a := challengeAnswer(r, status, version, msg, req)
-	for k, v := range extra {
-		a.header[k] = v
-	}
-	a.write(w)
+func writeChallenge(w http.ResponseWriter, r *http.Request, status, version int, msg string, req x402.Requirement) {
+	challengeAnswer(r, status, version, msg, req).write(w)
 }
 
 // corsHeaders lets browsers read the payment headers of the gate's own

@@ -85,9 +85,3 @@ func (g *replayGuard) release(k authKey, markUsed bool, expires time.Time) {
 		delete(g.used, old.Value.(*usedEntry).key)
 	}
 }
-
-func (g *replayGuard) usedLen() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.used)
-}

@@ -205,32 +205,3 @@ type KubeSourceOptions struct {
 	Env      Environment
 	Logger   *slog.Logger
 }
-
-// ErrKubeSourceUnavailable is returned for --route-source kube while this
-// build has no ServiceOffer route source.
-var ErrKubeSourceUnavailable = errors.New("route source \"kube\" is not available yet in this build (ServiceOffer routes are still being added): use --route-source file")
-
-var (
-	kubeSourceMu      sync.Mutex
-	kubeSourceFactory func(KubeSourceOptions) (RouteSource, error)
-)
-
-// RegisterKubeSource installs the ServiceOffer route source; the file that
-// implements it calls this from init.
-func RegisterKubeSource(f func(KubeSourceOptions) (RouteSource, error)) {
-	kubeSourceMu.Lock()
-	defer kubeSourceMu.Unlock()
-	kubeSourceFactory = f
-}
-
-// NewKubeSource builds the ServiceOffer route source, or returns
-// ErrKubeSourceUnavailable.
-func NewKubeSource(opts KubeSourceOptions) (RouteSource, error) {
-	kubeSourceMu.Lock()
-	f := kubeSourceFactory
-	kubeSourceMu.Unlock()
-	if f == nil {
-		return nil, ErrKubeSourceUnavailable
-	}
-	return f(opts)
-}

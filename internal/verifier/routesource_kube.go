@@ -26,21 +26,18 @@ import (
 // global settings. Offers that pause, lose their route or disappear are
 // dropped at the next apply, which prunes their metric series.
 
-func init() { RegisterKubeSource(newKubeSource) }
-
 // KubeSourceName is the config source name the kube route source reports.
 const KubeSourceName = "kube:serviceoffers"
 
 // kubeSyncTimeout bounds the wait for the first list of ServiceOffers.
-var kubeSyncTimeout = 60 * time.Second
+const kubeSyncTimeout = 60 * time.Second
 
 // kubeDebounce groups bursts of informer events into one rebuild.
-var kubeDebounce = 100 * time.Millisecond
+const kubeDebounce = 100 * time.Millisecond
 
 // OfferUpstreamURL is where the verifier forwards an offer's paid
-// requests: the upstream Service by its in-cluster DNS name. Tests that run
-// outside a cluster replace it.
-var OfferUpstreamURL = func(o *v1alpha1.ServiceOffer) string {
+// requests: the upstream Service by its in-cluster DNS name.
+func OfferUpstreamURL(o *v1alpha1.ServiceOffer) string {
 	return fmt.Sprintf("http://%s.%s.svc:%d", o.Spec.Upstream.Service, o.UpstreamNamespace(), o.Spec.Upstream.Port)
 }
 
@@ -52,7 +49,8 @@ type kubeSource struct {
 	last string // JSON of the routes last applied
 }
 
-func newKubeSource(opts KubeSourceOptions) (RouteSource, error) {
+// NewKubeSource builds the route source that reads ServiceOffers.
+func NewKubeSource(opts KubeSourceOptions) (RouteSource, error) {
 	if opts.Globals == nil {
 		return nil, errors.New("kube route source: the pricing file's global settings are required (--config)")
 	}
