@@ -320,7 +320,7 @@ func (c *Client) badAnswer(op string, status int, body []byte, err error) *Error
 }
 
 func (c *Client) statusError(op string, status int, body []byte, reason, msg string, errField any, message string) *Error {
-	e := &Error{Op: op, StatusCode: status, Reason: reason, Message: msg,
+	e := &Error{Op: op, StatusCode: status, Reason: x402.CanonicalReason(reason), Message: msg,
 		Temporary: status == http.StatusTooManyRequests || status == http.StatusBadGateway ||
 			status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout}
 	if e.Message == "" {
@@ -356,7 +356,7 @@ var reasonCode = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)+$`)
 func reasonFromError(errField any, message string, status int) (reason, msg string) {
 	text := errorText(errField, message)
 	if reasonCode.MatchString(text) {
-		return text, message
+		return x402.CanonicalReason(text), message
 	}
 	if text == "" {
 		text = fmt.Sprintf("the facilitator answered HTTP %d without a reason", status)

@@ -66,20 +66,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-var knownReasons = map[string]bool{}
-
-func init() {
-	for _, r := range []string{
-		x402.ReasonInsufficientFunds, x402.ReasonInvalidNetwork, x402.ReasonInvalidPayload,
-		x402.ReasonInvalidPaymentRequirements, x402.ReasonInvalidScheme, x402.ReasonInvalidX402Version,
-		x402.ReasonInvalidSignature, x402.ReasonRecipientMismatch, x402.ReasonValueMismatch,
-		x402.ReasonValidAfter, x402.ReasonValidBefore, x402.ReasonNonceAlreadyUsed,
-		x402.ReasonMissingEIP712Domain, x402.ReasonTransactionFailed, x402.ReasonUnexpectedVerifyError,
-		x402.ReasonUnexpectedSettleError, x402.ReasonAuthorizationInFlight, x402.ReasonUnsupportedSignatureScheme,
-	} {
-		knownReasons[r] = true
+// knownReasons are the reason label values: the x402 codes.
+var knownReasons = func() map[string]bool {
+	m := map[string]bool{}
+	for _, rs := range [][]string{x402.SpecReasons, x402.ExtensionReasons} {
+		for _, r := range rs {
+			m[r] = true
+		}
 	}
-}
+	return m
+}()
 
 // reasonLabel bounds the reason label to the known codes.
 func reasonLabel(reason string) string {

@@ -336,7 +336,7 @@ func TestSimulationDiagnosis(t *testing.T) {
 	}{
 		{"nonce used", "ObolUSD: authorization is used or canceled", true, 0xff, 200, x402.ReasonNonceAlreadyUsed},
 		{"short balance", "ERC20: transfer amount exceeds balance", false, 1, 200, x402.ReasonInsufficientFunds},
-		{"other revert", "ObolUSD: paused", false, 0xff, 200, x402.ReasonTransactionFailed},
+		{"other revert", "ObolUSD: paused", false, 0xff, 200, x402.ReasonInvalidTransactionState},
 		{"revert string only", "FiatToken: transfer amount exceeds balance", false, 0xff, 200, x402.ReasonInsufficientFunds},
 	}
 	for _, c := range cases {
@@ -362,7 +362,7 @@ func TestSimulationDiagnosis(t *testing.T) {
 			if status != c.status || v.InvalidReason != c.reason || v.Payer != vecFrom {
 				t.Fatalf("status %d answer %s; want %d %s", status, body, c.status, c.reason)
 			}
-			if c.reason == x402.ReasonTransactionFailed && !strings.Contains(v.InvalidMessage, c.revert) {
+			if c.reason == x402.ReasonInvalidTransactionState && !strings.Contains(v.InvalidMessage, c.revert) {
 				t.Errorf("message %q lacks the revert reason", v.InvalidMessage)
 			}
 		})

@@ -311,7 +311,7 @@ func (s *Server) diagnose(ctx context.Context, c *checked, revert, unexpected, w
 	} else {
 		msg += " without a reason"
 	}
-	return &outcome{reason: x402.ReasonTransactionFailed, payer: c.payer, message: msg}
+	return &outcome{reason: x402.ReasonInvalidTransactionState, payer: c.payer, message: msg}
 }
 
 // reasonFromRevert maps the revert strings of EIP-3009 tokens to reasons.

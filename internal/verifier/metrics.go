@@ -38,22 +38,24 @@ const (
 	maxExactFloat                int64 = 1 << 53
 )
 
-// failureReasons is the bounded set of reason label values; anything else
-// is reported as "other".
-var failureReasons = map[string]bool{
-	x402.ReasonInsufficientFunds: true, x402.ReasonInvalidNetwork: true, x402.ReasonInvalidPayload: true,
-	x402.ReasonInvalidPaymentRequirements: true, x402.ReasonInvalidScheme: true, x402.ReasonInvalidX402Version: true,
-	x402.ReasonInvalidSignature: true, x402.ReasonRecipientMismatch: true, x402.ReasonValueMismatch: true,
-	x402.ReasonValidAfter: true, x402.ReasonValidBefore: true, x402.ReasonNonceAlreadyUsed: true,
-	x402.ReasonMissingEIP712Domain: true, x402.ReasonTransactionFailed: true, x402.ReasonUnexpectedVerifyError: true,
-	x402.ReasonUnexpectedSettleError: true, x402.ReasonNoMatchingRequirement: true,
-	x402.ReasonAuthorizationInFlight: true, x402.ReasonUnsupportedSignatureScheme: true,
-	ReasonMalformedPayment: true, ReasonAuthorizationReused: true, ReasonFacilitatorError: true,
-	ReasonFacilitatorUnavailable: true, ReasonSettleFailed: true, ReasonOther: true,
-}
+// failureReasons is the bounded set of reason label values: the x402 codes
+// and the verifier's own; anything else is reported as "other".
+var failureReasons = func() map[string]bool {
+	m := map[string]bool{}
+	for _, rs := range [][]string{x402.SpecReasons, x402.ExtensionReasons, {
+		ReasonMalformedPayment, ReasonAuthorizationReused, ReasonFacilitatorError,
+		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonOther,
+	}} {
+		for _, r := range rs {
+			m[r] = true
+		}
+	}
+	return m
+}()
 
 // reasonLabel maps a reason to its bounded label value.
 func reasonLabel(reason string) string {
+	reason = x402.CanonicalReason(reason)
 	if failureReasons[reason] {
 		return reason
 	}
