@@ -31,6 +31,7 @@ import (
 
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
+	"github.com/obolstack/obol/internal/offer"
 )
 
 // Defaults of the reconciler's timing.
@@ -191,7 +192,7 @@ func (r *ServiceOfferReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	// Payment gate.
 	paused := offer.IsPaused()
-	pay, payErr := ValidatePayment(r.Registry, offer.Spec.Payment)
+	pay, payErr := r.PaymentTerms(offer.Spec.Payment)
 	switch {
 	case paused:
 		set(v1alpha1.ConditionPaymentGateReady, false, v1alpha1.ReasonPaused,
@@ -430,7 +431,7 @@ func isNoKind(err error) bool {
 	return errors.As(err, &d)
 }
 
-func describePayment(p *ValidatedPayment) string {
+func describePayment(p *offer.Payment) string {
 	price := ""
 	if p.PerRequest != nil {
 		price = evm.FormatAmount(p.PerRequest, uint8(p.Asset.Decimals)) + " " + p.Asset.Symbol + " per request"

@@ -615,19 +615,9 @@ func (c *compiler) offersOnOneChain(cfg *Config) {
 }
 
 func (c *compiler) address(path, s string) (common.Address, bool) {
-	v := strings.TrimSpace(s)
-	if !strings.HasPrefix(v, "0x") || !common.IsHexAddress(v) {
-		c.fail(path, "%q is not an address: want 0x followed by 40 hex digits", s)
-		return common.Address{}, false
-	}
-	a := common.HexToAddress(v)
-	if a == (common.Address{}) {
-		c.fail(path, "the zero address cannot receive payments")
-		return a, false
-	}
-	// A mixed-case address carries an EIP-55 checksum; a typo breaks it.
-	if v != strings.ToLower(v) && v[2:] != strings.ToUpper(v[2:]) && a.Hex() != v {
-		c.fail(path, "%q has a wrong EIP-55 checksum (typo?); the checksummed form of this address is %s", s, a.Hex())
+	a, err := evm.ParsePayTo(s)
+	if err != nil {
+		c.fail(path, "%v", err)
 		return a, false
 	}
 	return a, true

@@ -35,7 +35,7 @@ func TestConfigErrorsNameFileLineAndField(t *testing.T) {
 		{"too many decimals", validHead + "routes:\n  - pattern: /a\n    price: 0.0000001\n", "pricing.yaml:7:12: routes[0].price: invalid amount \"0.0000001\": more than 6 decimal places"},
 		{"unknown chain", strings.Replace(validHead, "base-sepolia", "base-sepolio", 1) + "routes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:2:8: chain: unknown chain \"base-sepolio\""},
 		{"bad payTo", strings.Replace(validHead, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "0x1234", 1) + "routes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:1:8: payTo: \"0x1234\" is not an address"},
-		{"bad checksum", strings.Replace(validHead, "0x209693Bc", "0x209693BC", 1) + "routes:\n  - {pattern: /a, price: \"1\"}\n", "wrong EIP-55 checksum"},
+		{"bad checksum", strings.Replace(validHead, "0x209693Bc", "0x209693BC", 1) + "routes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:1:8: payTo: \"0x209693BC6afc0C5328bA36FaF03C514EF312287C\" fails its EIP-55 checksum"},
 		{"http facilitator", strings.Replace(validHead, "http://127.0.0.1:4021", "http://facilitator.example.com", 1) + "routes:\n  - {pattern: /a, price: \"1\"}\n", "pricing.yaml:3:17: facilitatorURL: \"http://facilitator.example.com\" uses http on a non-loopback host"},
 		{"route network", validHead + "routes:\n  - {pattern: /a, price: \"1\", network: nope}\n", "routes[0].network: unknown chain \"nope\""},
 		{"bad pattern", validHead + "routes:\n  - {pattern: a/b, price: \"1\"}\n", "routes[0].pattern: \"a/b\" must start with /"},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
+	"github.com/obolstack/obol/internal/offer"
 )
 
 // The kube route source: an informer on ServiceOffers turns every
@@ -195,17 +198,13 @@ func (k *kubeSource) routes(offers []v1alpha1.ServiceOffer) []RouteSpec {
 		if !Served(o) {
 			continue
 		}
-		rs, err := OfferRoute(o)
+		rs, err := CompileOffer(k.opts.Globals, k.opts.Registry, k.opts.Env, o)
 		if err != nil {
 			k.log.Warn("ServiceOffer not served", "offer", o.Namespace+"/"+o.Name, "err", err)
 			continue
 		}
 		if other, dup := taken[rs.Pattern]; dup {
 			k.log.Warn("ServiceOffer not served: another offer has its path", "offer", o.Namespace+"/"+o.Name, "path", rs.Pattern, "other", other)
-			continue
-		}
-		if _, err := Compile(k.opts.Globals.WithRoutes(KubeSourceName, []RouteSpec{rs}), k.opts.Registry, k.opts.Env); err != nil {
-			k.log.Warn("ServiceOffer not served: its route does not compile", "offer", o.Namespace+"/"+o.Name, "err", err)
 			continue
 		}
 		taken[rs.Pattern] = o.Namespace + "/" + o.Name
@@ -228,39 +227,55 @@ func Served(o *v1alpha1.ServiceOffer) bool {
 	return c != nil && c.Status == metav1.ConditionTrue
 }
 
+// CompileOffer is the route spec the kube route source serves for an
+// offer, checked as it checks every offer on its own: the offer's route,
+// merged with globals, must compile.
+func CompileOffer(globals *Spec, reg *evm.Registry, env Environment, o *v1alpha1.ServiceOffer) (RouteSpec, error) {
+	rs, err := OfferRoute(reg, o)
+	if err != nil {
+		return RouteSpec{}, err
+	}
+	if _, err := Compile(globals.WithRoutes(KubeSourceName, []RouteSpec{rs}), reg, env); err != nil {
+		return RouteSpec{}, fmt.Errorf("its route does not compile: %w", err)
+	}
+	return rs, nil
+}
+
 // OfferRoute is the route spec of one offer: its path and everything below
-// it, charged per request on the offer's chain (kept as written; Compile
-// resolves it to CAIP-2), forwarded to the upstream Service with the path
-// prefix stripped, labelled with the offer's namespace and name.
-func OfferRoute(o *v1alpha1.ServiceOffer) (RouteSpec, error) {
-	p := o.Spec.Payment
-	if p.Price.PerRequest == "" {
-		return RouteSpec{}, errors.New("no spec.payment.price.perRequest: the verifier charges per request")
+// it, charged per request on the offer's chain in the offer's asset,
+// forwarded to the upstream Service with the path prefix stripped,
+// labelled with the offer's namespace and name. The payment terms must
+// pass offer.ValidatePayment, the rules the controller's payment gate
+// applies, so the verifier never charges on terms the controller refuses;
+// the route carries the terms as validated (chain, checksummed payTo,
+// asset resolved from the registry).
+func OfferRoute(reg *evm.Registry, o *v1alpha1.ServiceOffer) (RouteSpec, error) {
+	if reg == nil {
+		reg = evm.Default()
+	}
+	pay, err := offer.ValidatePayment(reg, o.Spec.Payment)
+	if err != nil {
+		return RouteSpec{}, fmt.Errorf("invalid payment terms: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	clean := path.Clean(o.EffectivePath())
 	pattern := clean + "/*"
 	if clean == "/" {
 		pattern = "/*"
 	}
-	rs := RouteSpec{
-		Pattern:           pattern,
-		Price:             p.Price.PerRequest,
-		Description:       o.Spec.Description,
-		PayTo:             p.PayTo,
-		Network:           p.Network,
+	a := pay.Asset
+	d := int(a.Decimals)
+	return RouteSpec{
+		Pattern:     pattern,
+		Price:       o.Spec.Payment.Price.PerRequest,
+		Description: o.Spec.Description,
+		PayTo:       pay.PayTo.Hex(),
+		Network:     pay.Chain.CAIP2,
+		Asset: &AssetSpec{Address: a.Address, Symbol: a.Symbol, Decimals: &d,
+			EIP712Name: a.EIP712Name, EIP712Version: a.EIP712Version},
 		Upstream:          OfferUpstreamURL(o),
 		StripPrefix:       true,
 		OfferNamespace:    o.Namespace,
 		OfferName:         o.Name,
-		MaxTimeoutSeconds: int(p.MaxTimeoutSeconds),
-	}
-	if a := p.Asset; a != nil {
-		d := int(a.Decimals)
-		rs.Asset = &AssetSpec{Address: a.Address, Symbol: a.Symbol, Decimals: &d,
-			EIP712Name: a.EIP712Name, EIP712Version: a.EIP712Version}
-	}
-	if rs.Network == "" {
-		return RouteSpec{}, errors.New("no spec.payment.network")
-	}
-	return rs, nil
+		MaxTimeoutSeconds: int(o.Spec.Payment.MaxTimeoutSeconds),
+	}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
+	"github.com/obolstack/obol/internal/offer"
 )
 
 const payTo = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -31,37 +32,9 @@ func TestNewCmdCreateParsesFlags(t *testing.T) {
 	}
 }
 
-func TestParseUpstream(t *testing.T) {
-	for _, tc := range []struct {
-		in, svc, ns string
-		port        int32
-		err         string
-	}{
-		{"weather:8080", "weather", "", 8080, ""},
-		{"ollama.llm:11434", "ollama", "llm", 11434, ""},
-		{"ollama.llm.svc.cluster.local:11434", "ollama", "llm", 11434, ""},
-		{"weather", "", "", 0, "SVC[.NAMESPACE]:PORT"},
-		{"weather:0", "", "", 0, "port"},
-		{"weather:http", "", "", 0, "port"},
-		{"Weather:80", "", "", 0, "Service name"},
-		{"", "", "", 0, "required"},
-	} {
-		svc, ns, port, err := ParseUpstream(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || svc != tc.svc || ns != tc.ns || port != tc.port {
-			t.Errorf("%q = %s %s %d %v", tc.in, svc, ns, port, err)
-		}
-	}
-}
-
 func TestBuildOfferFillsRegistryFacts(t *testing.T) {
-	o, err := BuildOffer(&CreateOptions{Name: "weather", Upstream: "weather-api:8080", Price: "0.001",
-		Chain: "base-sepolia", PayTo: strings.ToLower(payTo)}, "demo")
+	o, err := BuildOffer(&CreateOptions{Request: offer.Request{Name: "weather", Upstream: "weather-api:8080", Price: "0.001",
+		Chain: "base-sepolia", PayTo: strings.ToLower(payTo)}}, "demo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +52,7 @@ func TestBuildOfferFillsRegistryFacts(t *testing.T) {
 }
 
 func TestBuildOfferRejectsBadInput(t *testing.T) {
-	base := CreateOptions{Name: "weather", Upstream: "weather-api:8080", Price: "0.001", Chain: "base-sepolia", PayTo: payTo}
+	base := CreateOptions{Request: offer.Request{Name: "weather", Upstream: "weather-api:8080", Price: "0.001", Chain: "base-sepolia", PayTo: payTo}}
 	for name, tc := range map[string]struct {
 		mutate func(*CreateOptions)
 		want   string
@@ -116,7 +89,7 @@ func TestDryRunPrintsManifest(t *testing.T) {
 	f, ios := cmdutil.NewTestFactory()
 	out := ios.Out.(interface{ String() string })
 	opts := &CreateOptions{IO: f.IO, Kube: kube.Options{Namespace: "demo", Kubeconfig: "/nonexistent"}, Output: "yaml",
-		Name: "weather", Upstream: "weather-api:8080", Price: "0.001", Chain: "base-sepolia", PayTo: payTo, DryRun: true}
+		Request: offer.Request{Name: "weather", Upstream: "weather-api:8080", Price: "0.001", Chain: "base-sepolia", PayTo: payTo}, DryRun: true}
 	if err := createRun(t.Context(), opts); err != nil {
 		t.Fatal(err)
 	}

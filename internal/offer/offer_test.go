@@ -1,4 +1,4 @@
-package controller
+package offer
 
 import (
 	"strings"
@@ -7,28 +7,6 @@ import (
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 )
-
-func TestParseAddress(t *testing.T) {
-	for _, tc := range []struct {
-		in, err string
-	}{
-		{"0x70997970C51812dc3A010C7d01b50e0d17dc79C8", ""},
-		{"0x70997970c51812dc3a010c7d01b50e0d17dc79c8", ""}, // all lower: no checksum to check
-		{"0x70997970C51812DC3A010C7D01B50E0D17DC79C8", ""}, // all upper
-		{"0x70997970C51812dc3A010C7d01b50e0d17dc79c8", "EIP-55"},
-		{"70997970C51812dc3A010C7d01b50e0d17dc79C8", "not an address"},
-		{"0x1234", "not an address"},
-		{"", "no address"},
-	} {
-		_, err := ParseAddress(tc.in)
-		if tc.err == "" && err != nil {
-			t.Errorf("%q: %v", tc.in, err)
-		}
-		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("%q: err = %v, want %q", tc.in, err, tc.err)
-		}
-	}
-}
 
 func TestValidatePayment(t *testing.T) {
 	reg := evm.NewRegistry()
