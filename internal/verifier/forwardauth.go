@@ -32,7 +32,7 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, st *st
 		return
 	}
 	clean := cleanRequestPath(u.Path)
-	route := cfg.Match(clean)
+	route := st.match(clean)
 	if route == nil {
 		if cfg.Unmatched == UnmatchedDeny {
 			writeJSONError(w, r, http.StatusNotFound, errorBody{Error: "no priced route matches " + clean})

@@ -2,7 +2,9 @@ package verifier
 
 import (
 	"math/big"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +64,25 @@ func reasonLabel(reason string) string {
 	return ReasonOther
 }
 
+// reasonBits numbers the bounded reasons, so an offer can remember in one
+// word which reason series it has created (and a reload delete exactly
+// those).
+var reasonBits = func() map[string]uint64 {
+	names := make([]string, 0, len(failureReasons))
+	for r := range failureReasons {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	if len(names) > 64 {
+		panic("verifier: more than 64 failure reasons")
+	}
+	bits := make(map[string]uint64, len(names))
+	for i, r := range names {
+		bits[r] = 1 << i
+	}
+	return bits
+}()
+
 // Metrics are the verifier's Prometheus collectors. Build them with
 // NewMetrics on a registry the caller owns; there are no globals.
 type Metrics struct {
@@ -76,11 +97,9 @@ type Metrics struct {
 	FacilitatorDuration *prometheus.HistogramVec
 	ConfigReloads       *prometheus.CounterVec
 
-	// mu guards served: observations take it shared and skip offers that
-	// are no longer served, so a request racing a reload cannot bring a
-	// pruned series back.
-	mu     sync.RWMutex
-	served map[offerChain]map[string]bool // → assets
+	// served maps each served offer (on its chain) to its state. A reload
+	// builds a new map and swaps it in; requests never wait for that.
+	served atomic.Pointer[map[offerChain]*offerState]
 }
 
 type offerChain struct {
@@ -88,13 +107,22 @@ type offerChain struct {
 	Chain string
 }
 
+// offerState is one served offer's series bookkeeping. Observations hold
+// mu shared; a reload that drops the offer takes it exclusively, marks it
+// removed and deletes its series, so a request racing the reload cannot
+// bring a deleted series back. Only requests to that very offer can wait
+// on it, and only for its own few deletions.
+type offerState struct {
+	lv      []string // offer_namespace, offer_name, chain
+	mu      sync.RWMutex
+	removed bool
+	assets  map[string]bool // guarded by mu: assets charged in
+	reasons atomic.Uint64   // reasonBits of the reason series created
+}
+
 // offerLabelValues is the one place label values are made.
 func offerLabelValues(o Offer, chain string, extra ...string) []string {
 	return append([]string{o.Namespace, o.Name, chain}, extra...)
-}
-
-func offerLabels(o Offer, chain string) prometheus.Labels {
-	return prometheus.Labels{LabelOfferNamespace: o.Namespace, LabelOfferName: o.Name, LabelChain: chain}
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not
@@ -125,8 +153,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{LabelOp}),
 		ConfigReloads: counter("config_reloads_total", "Route configuration loads by result (success, failure).", []string{LabelResult}),
-		served:        map[offerChain]map[string]bool{},
 	}
+	m.served.Store(&map[offerChain]*offerState{})
 	if reg != nil {
 		for _, c := range m.collectors() {
 			if err := reg.Register(c); err != nil {
@@ -145,96 +173,140 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.LastPaymentSuccess, m.ChargedAtomicUnits, m.PaymentFailures, m.FacilitatorDuration, m.ConfigReloads}
 }
 
-func (m *Metrics) offerVecs() []interface {
-	DeletePartialMatch(prometheus.Labels) int
-} {
-	return []interface {
-		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.PaymentRequired, m.PaymentVerified, m.PaymentFailed, m.Charged,
-		m.LastPaymentSuccess, m.ChargedAtomicUnits, m.PaymentFailures}
+// perOffer are the vectors labelled by offer and chain alone.
+func (m *Metrics) perOffer() []interface{ DeleteLabelValues(...string) bool } {
+	return []interface{ DeleteLabelValues(...string) bool }{
+		m.Requests, m.PaymentRequired, m.PaymentVerified, m.PaymentFailed, m.Charged, m.LastPaymentSuccess}
+}
+
+// precreate starts the series the recording rules need at 0 (see
+// docs/verifier.md, "Which series exist"): the revenue counters, whose
+// increase() would otherwise miss an offer's first settlement. The other
+// series appear at first use; an offer nobody called costs two series.
+func (m *Metrics) precreate(st *offerState) {
+	m.Charged.WithLabelValues(st.lv...)
+	for a := range st.assets {
+		m.ChargedAtomicUnits.WithLabelValues(append(st.lv[:3:3], a)...)
+	}
+}
+
+// deleteSeries removes every series the offer may have: its per-offer
+// series, one per asset, and one per reason it recorded. st.mu is held.
+func (m *Metrics) deleteSeries(st *offerState) {
+	for _, v := range m.perOffer() {
+		v.DeleteLabelValues(st.lv...)
+	}
+	for a := range st.assets {
+		m.ChargedAtomicUnits.DeleteLabelValues(append(st.lv[:3:3], a)...)
+	}
+	bits := st.reasons.Load()
+	for r, bit := range reasonBits {
+		if bits&bit != 0 {
+			m.PaymentFailures.DeleteLabelValues(append(st.lv[:3:3], r)...)
+		}
+	}
 }
 
 // serve makes the metric series match the offers of a new config: series
 // of offers no longer served (or no longer on that chain, or no longer in
-// that asset) are deleted from every vector; new offers start at zero;
-// kept offers keep their values.
+// that asset) are deleted by their exact label values; new offers start
+// their revenue series at zero; kept offers keep their values. The cost is
+// proportional to what changed (plus one map of the served offers), and no
+// request waits on it.
 func (m *Metrics) serve(offers []servedOffer) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	next := make(map[offerChain]map[string]bool, len(offers))
+	old := *m.served.Load()
+	next := make(map[offerChain]*offerState, len(offers))
 	for _, o := range offers {
-		assets := map[string]bool{}
+		key := offerChain{o.Offer, o.Chain}
+		assets := make(map[string]bool, len(o.Assets))
 		for _, a := range o.Assets {
 			assets[a] = true
 		}
-		next[offerChain{o.Offer, o.Chain}] = assets
-	}
-	for oc, assets := range m.served {
-		nextAssets, kept := next[oc]
+		st, kept := old[key]
 		if !kept {
-			for _, v := range m.offerVecs() {
-				v.DeletePartialMatch(offerLabels(oc.Offer, oc.Chain))
-			}
+			st = &offerState{lv: offerLabelValues(o.Offer, o.Chain), assets: assets}
+			m.precreate(st)
+			next[key] = st
 			continue
 		}
+		next[key] = st
+		st.mu.RLock()
+		same := len(st.assets) == len(assets)
 		for a := range assets {
-			if !nextAssets[a] {
-				m.ChargedAtomicUnits.DeleteLabelValues(offerLabelValues(oc.Offer, oc.Chain, a)...)
+			same = same && st.assets[a]
+		}
+		st.mu.RUnlock()
+		if same {
+			continue
+		}
+		st.mu.Lock()
+		for a := range st.assets {
+			if !assets[a] {
+				m.ChargedAtomicUnits.DeleteLabelValues(append(st.lv[:3:3], a)...)
 			}
 		}
+		st.assets = assets
+		m.precreate(st)
+		st.mu.Unlock()
 	}
-	for oc, assets := range next {
-		lv := offerLabelValues(oc.Offer, oc.Chain)
-		m.Requests.WithLabelValues(lv...)
-		m.PaymentRequired.WithLabelValues(lv...)
-		m.PaymentVerified.WithLabelValues(lv...)
-		m.PaymentFailed.WithLabelValues(lv...)
-		m.Charged.WithLabelValues(lv...)
-		for a := range assets {
-			m.ChargedAtomicUnits.WithLabelValues(offerLabelValues(oc.Offer, oc.Chain, a)...)
+	m.served.Store(&next)
+	for key, st := range old {
+		if _, kept := next[key]; kept {
+			continue
 		}
+		st.mu.Lock()
+		st.removed = true
+		m.deleteSeries(st)
+		st.mu.Unlock()
 	}
-	m.served = next
 }
 
 // with runs f with the route's label values when its offer is still
 // served.
-func (m *Metrics) with(r *Route, f func(lv []string)) {
+func (m *Metrics) with(r *Route, f func(st *offerState)) {
 	if m == nil || r == nil {
 		return
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if _, ok := m.served[offerChain{r.Offer, r.Chain.CAIP2}]; !ok {
+	st := (*m.served.Load())[offerChain{r.Offer, r.Chain.CAIP2}]
+	if st == nil {
 		return
 	}
-	f(offerLabelValues(r.Offer, r.Chain.CAIP2))
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if !st.removed {
+		f(st)
+	}
 }
 
 func (m *Metrics) request(r *Route) {
-	m.with(r, func(lv []string) { m.Requests.WithLabelValues(lv...).Inc() })
+	m.with(r, func(st *offerState) { m.Requests.WithLabelValues(st.lv...).Inc() })
 }
 
 func (m *Metrics) paymentRequired(r *Route) {
-	m.with(r, func(lv []string) { m.PaymentRequired.WithLabelValues(lv...).Inc() })
+	m.with(r, func(st *offerState) { m.PaymentRequired.WithLabelValues(st.lv...).Inc() })
 }
 
 func (m *Metrics) verified(r *Route) {
-	m.with(r, func(lv []string) { m.PaymentVerified.WithLabelValues(lv...).Inc() })
+	m.with(r, func(st *offerState) { m.PaymentVerified.WithLabelValues(st.lv...).Inc() })
 }
 
 func (m *Metrics) failed(r *Route, reason string) {
-	m.with(r, func(lv []string) {
-		m.PaymentFailed.WithLabelValues(lv...).Inc()
-		m.PaymentFailures.WithLabelValues(append(lv, reasonLabel(reason))...).Inc()
+	m.with(r, func(st *offerState) {
+		reason = reasonLabel(reason)
+		st.reasons.Or(reasonBits[reason])
+		m.PaymentFailed.WithLabelValues(st.lv...).Inc()
+		m.PaymentFailures.WithLabelValues(append(st.lv[:3:3], reason)...).Inc()
 	})
 }
 
 func (m *Metrics) charged(r *Route, amount *big.Int, now time.Time) {
-	m.with(r, func(lv []string) {
-		m.Charged.WithLabelValues(lv...).Inc()
-		m.ChargedAtomicUnits.WithLabelValues(append(lv, r.Token.Address.Hex())...).Add(atomicFloat(amount))
-		m.LastPaymentSuccess.WithLabelValues(lv...).Set(float64(now.UnixNano()) / 1e9)
+	m.with(r, func(st *offerState) {
+		asset := r.Token.Address.Hex()
+		m.Charged.WithLabelValues(st.lv...).Inc()
+		if st.assets[asset] {
+			m.ChargedAtomicUnits.WithLabelValues(append(st.lv[:3:3], asset)...).Add(atomicFloat(amount))
+		}
+		m.LastPaymentSuccess.WithLabelValues(st.lv...).Set(float64(now.UnixNano()) / 1e9)
 	})
 }
 

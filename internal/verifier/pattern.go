@@ -71,8 +71,10 @@ func (p Pattern) String() string { return p.raw }
 func (p Pattern) LiteralPrefix() string { return p.literal }
 
 // Match reports whether a clean path matches.
-func (p Pattern) Match(clean string) bool {
-	segs := splitPath(clean)
+func (p Pattern) Match(clean string) bool { return p.matchSegments(splitPath(clean)) }
+
+// matchSegments is Match on a path already split by splitPath.
+func (p Pattern) matchSegments(segs []string) bool {
 	if p.prefix {
 		if len(segs) < len(p.segments) {
 			return false
@@ -93,6 +95,16 @@ func (p Pattern) Match(clean string) bool {
 		}
 	}
 	return true
+}
+
+// literalDepth is the number of leading segments without glob characters.
+func (p Pattern) literalDepth() int {
+	for i, s := range p.segments {
+		if strings.ContainsAny(s, "*?[\\") {
+			return i
+		}
+	}
+	return len(p.segments)
 }
 
 func splitPath(p string) []string {

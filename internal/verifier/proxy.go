@@ -42,7 +42,7 @@ var (
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 	cfg := st.cfg
 	clean := cleanRequestPath(r.URL.Path)
-	route := cfg.Match(clean)
+	route := st.match(clean)
 	if route == nil {
 		if cfg.Unmatched == UnmatchedDeny || cfg.Upstream == nil {
 			writeJSONError(w, r, http.StatusNotFound, errorBody{Error: "no priced route matches " + clean})

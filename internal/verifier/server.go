@@ -88,9 +88,13 @@ type Server struct {
 }
 
 type state struct {
-	cfg *Config
-	fac Facilitator
+	cfg    *Config
+	fac    Facilitator
+	routes *routeIndex // cfg.Routes, indexed by literal prefix
 }
+
+// match returns the config's first route matching a clean path.
+func (st *state) match(clean string) *Route { return st.routes.match(clean) }
 
 // New builds a Server. It is not ready until ApplyConfig succeeds.
 func New(opts Options) (*Server, error) {
@@ -151,17 +155,28 @@ func (s *Server) ApplyConfig(cfg *Config) error {
 		}
 		fac = f
 	}
+	// Everything is built before the swap; requests keep using the old
+	// state until then and never wait for a reload.
+	next := &state{cfg: cfg, fac: fac, routes: newRouteIndex(cfg.Routes)}
 	if s.metrics != nil {
 		s.metrics.serve(cfg.offers())
 	}
-	s.state.Store(&state{cfg: cfg, fac: fac})
+	s.state.Store(next)
 	s.metrics.reload(true)
 	s.log.Info("pricing config applied", "source", cfg.Source, "mode", cfg.Mode, "routes", len(cfg.Routes), "facilitator", cfg.FacilitatorURL)
-	for _, line := range cfg.Summary() {
-		s.log.Info("route", "route", line)
+	if len(cfg.Routes) <= maxLoggedRoutes {
+		for _, line := range cfg.Summary() {
+			s.log.Info("route", "route", line)
+		}
+	} else {
+		s.log.Info("routes not listed one by one", "routes", len(cfg.Routes), "limit", maxLoggedRoutes)
 	}
 	return nil
 }
+
+// maxLoggedRoutes bounds the per-route log lines of a reload: a config of
+// thousands of offers is summarised, not listed.
+const maxLoggedRoutes = 100
 
 // ReportReloadFailure records a config that could not be loaded: the last
 // good config stays in force.

@@ -1,0 +1,236 @@
+package verifier
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/obolstack/obol/internal/evm"
+)
+
+// Benchmarks at the scale of an operator selling many APIs: 2 and 10,000
+// routes, requests to the first, the last and no route, reloads that drop or
+// add half the offers, and a scrape of 10,000 offers on each of 3 chains.
+
+// scaleChains are the chains scale configs spread their offers over; each
+// chain gets its own offer namespace (one offer charges on one chain).
+var scaleChains = []string{"base-sepolia", "base", "polygon"}
+
+// scaleSpec is a pricing spec with n priced prefix routes /svc/<i>/* (offer
+// svc-<i>) and one free route, on chains[0] unless perChain spreads n
+// offers over each chain.
+func scaleSpec(upstream string, n int, chains []string) *Spec {
+	s := &Spec{
+		Source: "scale.yaml", PayTo: testPayTo, Chain: chains[0],
+		FacilitatorURL: "http://127.0.0.1:4021", Upstream: upstream,
+	}
+	for ci, ch := range chains {
+		for i := 0; i < n; i++ {
+			rs := RouteSpec{Pattern: fmt.Sprintf("/svc/%d/*", i), Price: "0.001", OfferName: fmt.Sprintf("svc-%d", i)}
+			if len(chains) > 1 {
+				rs.Pattern = fmt.Sprintf("/c%d/svc/%d/*", ci, i)
+				rs.Network = ch
+				rs.OfferNamespace = fmt.Sprintf("chain-%d", ci)
+			}
+			s.Routes = append(s.Routes, rs)
+		}
+	}
+	s.Routes = append(s.Routes, RouteSpec{Pattern: "/health", Price: "0", OfferName: "health"})
+	return s
+}
+
+func compileScale(t testing.TB, reg *evm.Registry, upstream string, n int, chains []string) *Config {
+	t.Helper()
+	cfg, err := Compile(scaleSpec(upstream, n, chains), reg, Environment{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// newScaleGate is a gate serving cfg, with metrics on a fresh registry.
+func newScaleGate(t testing.TB, reg *evm.Registry, cfg *Config) *testGate {
+	t.Helper()
+	g := &testGate{fac: &stubFacilitator{}, reg: prometheus.NewRegistry(), evm: reg}
+	m, err := NewMetrics(g.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.metrics = m
+	g.srv, err = New(Options{
+		NewFacilitator: func(string) (Facilitator, error) { return g.fac, nil },
+		Registry:       reg,
+		Metrics:        m,
+		Gatherer:       g.reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.srv.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	g.h = g.srv.Handler()
+	return g
+}
+
+var scaleTargets = []struct{ name, path string }{
+	{"first", "/svc/0/today"},
+	{"last", "/svc/%d/today"},
+	{"unmatched", "/nothing/here"},
+}
+
+func scalePath(p string, n int) string {
+	if p == "/svc/%d/today" {
+		return fmt.Sprintf(p, n-1)
+	}
+	return p
+}
+
+func BenchmarkScale402(b *testing.B) {
+	up := benchUpstream(b)
+	reg := evm.NewRegistry()
+	for _, n := range []int{2, 10000} {
+		g := newScaleGate(b, reg, compileScale(b, reg, up.String(), n, scaleChains[:1]))
+		for _, tg := range scaleTargets {
+			p, want := scalePath(tg.path, n), http.StatusPaymentRequired
+			if tg.name == "unmatched" {
+				want = http.StatusOK // free: proxied to the global upstream
+			}
+			b.Run(fmt.Sprintf("routes=%d/%s", n, tg.name), func(b *testing.B) {
+				serveBench(b, g.h, func(int) *http.Request { return httptest.NewRequest(http.MethodGet, p, nil) }, want)
+			})
+		}
+	}
+}
+
+func BenchmarkScalePaid(b *testing.B) {
+	up := benchUpstream(b)
+	reg := evm.NewRegistry()
+	for _, n := range []int{2, 10000} {
+		g := newScaleGate(b, reg, compileScale(b, reg, up.String(), n, scaleChains[:1]))
+		for _, tg := range scaleTargets[:2] {
+			p := scalePath(tg.path, n)
+			b.Run(fmt.Sprintf("routes=%d/%s", n, tg.name), func(b *testing.B) {
+				req := challenge(b, g.h, p)
+				buyer := newBuyer(b)
+				names, values := make([]string, b.N), make([]string, b.N)
+				for i := range names {
+					names[i], values[i] = buyer.pay(b, g.evm, 2, req)
+				}
+				serveBench(b, g.h, func(i int) *http.Request {
+					r := httptest.NewRequest(http.MethodGet, p, nil)
+					r.Header.Set(names[i], values[i])
+					return r
+				}, 200)
+			})
+		}
+	}
+}
+
+// BenchmarkScaleReload applies a config with half the offers of the one in
+// force (10k→5k) or twice as many (5k→10k); compiling is the route
+// source's work and is not timed.
+func BenchmarkScaleReload(b *testing.B) {
+	up := benchUpstream(b)
+	reg := evm.NewRegistry()
+	big := compileScale(b, reg, up.String(), 10000, scaleChains[:1])
+	small := compileScale(b, reg, up.String(), 5000, scaleChains[:1])
+	for _, tc := range []struct {
+		name     string
+		from, to *Config
+	}{{"10k-to-5k", big, small}, {"5k-to-10k", small, big}} {
+		b.Run(tc.name, func(b *testing.B) {
+			g := newScaleGate(b, reg, tc.from)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				c0 := processCPU()
+				if err := g.srv.ApplyConfig(tc.to); err != nil {
+					b.Fatal(err)
+				}
+				cpu += processCPU() - c0
+				b.StopTimer()
+				if err := g.srv.ApplyConfig(tc.from); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+		})
+		// The same reload while one goroutine sends 402 requests to a kept
+		// offer: the slowest of those requests.
+		b.Run(tc.name+"/under-traffic", func(b *testing.B) {
+			g := newScaleGate(b, reg, tc.from)
+			var stop atomic.Bool
+			var slowest atomic.Int64
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() {
+					start := time.Now()
+					g.do(httptest.NewRequest(http.MethodGet, "/svc/7/x", nil))
+					if d := time.Since(start).Nanoseconds(); d > slowest.Load() {
+						slowest.Store(d)
+					}
+				}
+			}()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := g.srv.ApplyConfig(tc.to); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := g.srv.ApplyConfig(tc.from); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			stop.Store(true)
+			wg.Wait()
+			b.ReportMetric(float64(slowest.Load())/1e6, "slowest-request-ms")
+		})
+	}
+}
+
+// BenchmarkScaleScrape scrapes /metrics of 10,000 offers on each of 3
+// chains, before any traffic.
+func BenchmarkScaleScrape(b *testing.B) {
+	up := benchUpstream(b)
+	reg := evm.NewRegistry()
+	for _, tc := range []struct {
+		name   string
+		chains []string
+	}{{"offers=10000", scaleChains[:1]}, {"offers=10000x3chains", scaleChains}} {
+		b.Run(tc.name, func(b *testing.B) {
+			g := newScaleGate(b, reg, compileScale(b, reg, up.String(), 10000, tc.chains))
+			var size int
+			c0 := processCPU()
+			serveBench(b, g.h, func(int) *http.Request { return httptest.NewRequest(http.MethodGet, "/metrics", nil) }, 200)
+			b.ReportMetric(float64((processCPU()-c0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			w := httptest.NewRecorder()
+			g.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			size = w.Body.Len()
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
+	}
+}
+
+// processCPU is the CPU time the process has used (user + system): on a
+// shared, loaded machine it says more than the wall clock.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
