@@ -205,7 +205,7 @@ func TestPrometheusUnreachable(t *testing.T) {
 	url := srv.URL
 	srv.Close()
 	src, _ := NewPrometheusSource(url)
-	_, err := Collect(context.Background(), src, Window24h, testNow)
+	_, err := Collect(context.Background(), src, Window24h, testNow, evm.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "pass --prometheus URL") {
 		t.Fatalf("err = %v", err)
 	}

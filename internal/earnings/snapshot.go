@@ -269,9 +269,9 @@ func (d *Data) spend(k SpendKey) *SpendData {
 	return s
 }
 
-// Collect reads src and builds the Snapshot as of now. Tokens are resolved
-// in evm.Default().
-func Collect(ctx context.Context, src Source, window Window, now time.Time) (Snapshot, error) {
+// Collect reads src and builds the Snapshot as of now, resolving tokens in
+// reg.
+func Collect(ctx context.Context, src Source, window Window, now time.Time, reg *evm.Registry) (Snapshot, error) {
 	if _, err := ParseWindow(string(window)); err != nil {
 		return Snapshot{}, err
 	}
@@ -279,7 +279,7 @@ func Collect(ctx context.Context, src Source, window Window, now time.Time) (Sna
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return Build(d, window, now, evm.Default()), nil
+	return Build(d, window, now, reg), nil
 }
 
 // Build turns raw data into a Snapshot: exact integers, token units from the

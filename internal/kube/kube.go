@@ -10,6 +10,9 @@
 // Precedence follows kubectl: --kubeconfig, else $KUBECONFIG, else
 // ~/.kube/config (or the in-cluster service account when none exists);
 // -n, else the context's namespace, else "default".
+//
+// It also finds things in a cluster (FindPrometheus) and reaches a pod's
+// port from this machine (PortForward).
 package kube
 
 import (

@@ -55,7 +55,7 @@ type PurchaseOptions struct {
 }
 
 func newPurchaseOptions(f *cmdutil.Factory) *PurchaseOptions {
-	o := &PurchaseOptions{IO: f.IO, Registry: evm.Default(), Now: f.Now}
+	o := &PurchaseOptions{IO: f.IO, Registry: evm.NewRegistry(), Now: f.Now}
 	o.NewClient = func() (client.Client, error) { return o.Kube.Client() }
 	return o
 }

@@ -27,7 +27,7 @@ type Entry struct {
 
 // NewCmdChains builds `obol chains`.
 func NewCmdChains(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, Registry: evm.Default()}
+	opts := &Options{IO: f.IO, Registry: evm.NewRegistry()}
 	return &cobra.Command{
 		Use:   "chains",
 		Short: "List the chains and stablecoins obol knows",

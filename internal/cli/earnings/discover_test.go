@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/obolstack/obol/internal/earnings"
+	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/testenv"
 )
 
@@ -62,11 +62,11 @@ func TestDiscoverRealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := earnings.FindPrometheus(ctx, cs)
+	got, err := kube.FindPrometheus(ctx, cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := earnings.PrometheusTarget{Namespace: "monitoring", Service: "prometheus-operated", Pod: "prometheus-monitoring-0", PodPort: 9090}
+	want := kube.PrometheusTarget{Namespace: "monitoring", Service: "prometheus-operated", Pod: "prometheus-monitoring-0", PodPort: 9090}
 	if got != want {
 		t.Fatalf("found %+v, want %+v", got, want)
 	}

@@ -39,9 +39,10 @@ type Options struct {
 	Watch      bool
 	Refresh    time.Duration
 
-	// Discover finds a Prometheus in the cluster and port-forwards to it,
-	// returning its local URL (tests replace it).
-	Discover func(ctx context.Context, opts *Options) (url string, stop func(), err error)
+	// Registry resolves chains and tokens; nil means a fresh one with the
+	// built-in chains (plus the token of a running `obol dev`).
+	Registry *evm.Registry
+
 	// RunTUI runs the interactive program (tests replace it).
 	RunTUI func(ctx context.Context, opts *Options, m earnings.Model) error
 }
@@ -113,6 +114,9 @@ func earningsRun(ctx context.Context, opts *Options) error {
 		opts.Now = time.Now
 	}
 	window, _ := earnings.ParseWindow(opts.Window)
+	if opts.Registry == nil {
+		opts.Registry = evm.NewRegistry()
+	}
 	loadDevToken(opts)
 
 	src, stop, err := source(ctx, opts)
@@ -121,7 +125,7 @@ func earningsRun(ctx context.Context, opts *Options) error {
 	}
 	defer stop()
 	collect := func(ctx context.Context) (earnings.Snapshot, error) {
-		return earnings.Collect(ctx, src, window, opts.Now())
+		return earnings.Collect(ctx, src, window, opts.Now(), opts.Registry)
 	}
 
 	writeSnapshot := func(s earnings.Snapshot) error {
@@ -188,11 +192,7 @@ func source(ctx context.Context, opts *Options) (earnings.Source, func(), error)
 	case opts.MetricsURL != "":
 		return earnings.NewMetricsSource(opts.MetricsURL), noop, nil
 	}
-	discover := opts.Discover
-	if discover == nil {
-		discover = discoverPrometheus
-	}
-	url, stop, err := discover(ctx, opts)
+	url, stop, err := discoverPrometheus(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -215,7 +215,7 @@ func loadDevToken(opts *Options) {
 		}
 		return
 	}
-	info.Register(evm.Default())
+	info.Register(opts.Registry)
 }
 
 const sourceHint = "pass --prometheus URL or --metrics-url URL"
@@ -232,16 +232,16 @@ func discoverPrometheus(ctx context.Context, opts *Options) (string, func(), err
 	}
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	t, err := earnings.FindPrometheus(lctx, cs)
+	t, err := kube.FindPrometheus(lctx, cs)
 	if err != nil {
-		if errors.Is(err, earnings.ErrNoPrometheus) {
+		if errors.Is(err, kube.ErrNoPrometheus) {
 			return "", nil, fmt.Errorf("%w in the cluster of context %q: install the monitoring stack, or %s", err, contextName(k), sourceHint)
 		}
 		return "", nil, fmt.Errorf("cannot reach the cluster to find Prometheus (%v): %s", err, sourceHint)
 	}
-	url, stop, err := earnings.PortForward(lctx, cfg, t, opts.IO.ErrOut)
+	url, stop, err := kube.PortForward(lctx, cfg, t.Forward(), opts.IO.ErrOut)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w; or %s", err, sourceHint)
+		return "", nil, fmt.Errorf("port-forward to %s: %w; or %s", t, err, sourceHint)
 	}
 	if opts.Logger != nil {
 		opts.Logger.Info("port-forwarding to Prometheus", "target", t.String(), "local", url)

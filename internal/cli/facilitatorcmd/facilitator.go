@@ -213,7 +213,7 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 	}
 	reg := opts.Registry
 	if reg == nil {
-		reg = evm.Default()
+		reg = evm.NewRegistry()
 	}
 	chain, err := registerToken(reg, opts)
 	if err != nil {

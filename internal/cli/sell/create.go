@@ -92,7 +92,7 @@ address, decimals and EIP-712 domain are filled from the chain registry.`,
 func BuildOffer(opts *CreateOptions, ns string) (*v1alpha1.ServiceOffer, error) {
 	reg := opts.Registry
 	if reg == nil {
-		reg = evm.Default()
+		reg = evm.NewRegistry()
 	}
 	o, err := offer.Build(reg, opts.Request, ns)
 	var oe *offer.Error

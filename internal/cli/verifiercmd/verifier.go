@@ -139,7 +139,7 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 	}
 	reg := opts.Registry
 	if reg == nil {
-		reg = evm.Default()
+		reg = evm.NewRegistry()
 	}
 	if err := registerDevStack(reg, opts, log); err != nil {
 		return err

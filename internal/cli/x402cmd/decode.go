@@ -36,7 +36,7 @@ type DecodeOptions struct {
 
 // NewCmdDecode builds `obol x402 decode`.
 func NewCmdDecode(f *cmdutil.Factory, runF func(*DecodeOptions) error) *cobra.Command {
-	opts := &DecodeOptions{IO: f.IO, Registry: evm.Default()}
+	opts := &DecodeOptions{IO: f.IO, Registry: evm.NewRegistry()}
 	cmd := &cobra.Command{
 		Use:   "decode [VALUE|-]",
 		Short: "Decode an x402 header value and check its signature",

@@ -1,23 +1,17 @@
-package earnings
+package kube
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/portforward"
-	"k8s.io/client-go/transport/spdy"
 )
 
 // ErrNoPrometheus means no Prometheus Service with a running pod was found.
@@ -31,6 +25,11 @@ type PrometheusTarget struct {
 	Pod       string
 	// PodPort is the container port the Service's web port targets.
 	PodPort int32
+}
+
+// Forward is the pod port a port-forward to this Prometheus reaches.
+func (t PrometheusTarget) Forward() PodPort {
+	return PodPort{Namespace: t.Namespace, Pod: t.Pod, Port: t.PodPort}
 }
 
 func (t PrometheusTarget) String() string {
@@ -159,46 +158,4 @@ func targetPort(sp corev1.ServicePort, p corev1.Pod) (int32, bool) {
 		return sp.TargetPort.IntVal, true
 	}
 	return sp.Port, true
-}
-
-// PortForward forwards a free local port on 127.0.0.1 to the target pod and
-// returns the local base URL and a function that stops the forward.
-func PortForward(ctx context.Context, cfg *rest.Config, t PrometheusTarget, errOut io.Writer) (string, func(), error) {
-	rt, upgrader, err := spdy.RoundTripperFor(cfg)
-	if err != nil {
-		return "", nil, fmt.Errorf("port-forward to %s: %w", t, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return "", nil, fmt.Errorf("port-forward to %s: %w", t, err)
-	}
-	u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(t.Namespace).Name(t.Pod).SubResource("portforward").URL()
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, u)
-	stopCh, readyCh := make(chan struct{}), make(chan struct{})
-	if errOut == nil {
-		errOut = io.Discard
-	}
-	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("0:%d", t.PodPort)}, stopCh, readyCh, io.Discard, errOut)
-	if err != nil {
-		return "", nil, fmt.Errorf("port-forward to %s: %w", t, err)
-	}
-	errCh := make(chan error, 1)
-	go func() { errCh <- fw.ForwardPorts() }()
-	var once sync.Once
-	stop := func() { once.Do(func() { close(stopCh) }) }
-	select {
-	case <-readyCh:
-	case err := <-errCh:
-		stop()
-		return "", nil, fmt.Errorf("port-forward to %s: %w (is the pod running on a node, and may you create pods/portforward?)", t, err)
-	case <-ctx.Done():
-		stop()
-		return "", nil, fmt.Errorf("port-forward to %s: %w", t, ctx.Err())
-	}
-	ports, err := fw.GetPorts()
-	if err != nil || len(ports) == 0 {
-		stop()
-		return "", nil, fmt.Errorf("port-forward to %s: no local port: %v", t, err)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", ports[0].Local), stop, nil
 }

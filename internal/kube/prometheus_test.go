@@ -1,4 +1,4 @@
-package earnings
+package kube
 
 import (
 	"context"
