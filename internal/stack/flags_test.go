@@ -35,5 +35,6 @@ var kubeTests = []string{
 	"TestServerSideDryRunEveryObject",
 	"TestDryRunMissingNamespace",
 	"TestInstallRBACUpgradeUninstall",
+	"TestBuyerStorageFallback",
 	"TestMonitoringForcedOff",
 }

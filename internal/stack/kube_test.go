@@ -9,6 +9,7 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -88,13 +89,16 @@ func TestServerSideDryRunEveryObject(t *testing.T) {
 	s, _ := newStack(t, ns, "obol-dry")
 	res, err := s.Install(ctx(t), InstallOptions{DryRun: true, Values: map[string]any{
 		"frontend": map[string]any{"serviceAccount": map[string]any{"name": "earnings-ui-dry"}},
+		// Set, so the buyer's claim is rendered although envtest has no
+		// StorageClass (TestBuyerStorageFallback covers the fallback).
+		"buyer": map[string]any{"persistence": map[string]any{"enabled": true}},
 	}})
 	if err != nil {
 		t.Fatalf("install --dry-run: %v", err)
 	}
 	kinds := objectKinds(res.Objects)
 	// auto mode saw monitoring.coreos.com/v1 on the server.
-	for _, want := range []string{"CustomResourceDefinition", "ServiceMonitor", "PodMonitor", "PrometheusRule", "Deployment", "PodDisruptionBudget", "ClusterRole"} {
+	for _, want := range []string{"CustomResourceDefinition", "ServiceMonitor", "PodMonitor", "PrometheusRule", "Deployment", "PodDisruptionBudget", "ClusterRole", "PersistentVolumeClaim"} {
 		if kinds[want] == 0 {
 			t.Errorf("dry run did not cover a %s (objects: %v)", want, kinds)
 		}
@@ -145,7 +149,10 @@ func TestServerSideDryRunEveryObject(t *testing.T) {
 func TestDryRunMissingNamespace(t *testing.T) {
 	startKube(t)
 	s, _ := newStack(t, "obol-not-created-yet", "obol-nons")
-	res, err := s.Install(ctx(t), InstallOptions{DryRun: true, Values: map[string]any{"frontend": map[string]any{"rbac": map[string]any{"create": false}}}})
+	res, err := s.Install(ctx(t), InstallOptions{DryRun: true, Values: map[string]any{
+		"frontend": map[string]any{"rbac": map[string]any{"create": false}},
+		"buyer":    map[string]any{"persistence": map[string]any{"enabled": false}},
+	}})
 	if err != nil {
 		t.Fatalf("install --dry-run: %v", err)
 	}
@@ -351,5 +358,62 @@ func TestMonitoringForcedOff(t *testing.T) {
 	}
 	if k := objectKinds(res.Objects); k["ServiceMonitor"]+k["PodMonitor"]+k["PrometheusRule"] != 0 {
 		t.Errorf("monitoring.enabled=false rendered monitoring objects: %v", k)
+	}
+}
+
+// Without a default StorageClass the buyer's claim would stay Pending and
+// the buyer would never start: install falls back to an emptyDir and says
+// so, unless the user chose persistence or a class.
+func TestBuyerStorageFallback(t *testing.T) {
+	startKube(t)
+	ns := kube.NewNamespace(t)
+	s, _ := newStack(t, ns, "obol-sc")
+	cs := clientset(t)
+	install := func(vals map[string]any) (claim, noted bool) {
+		t.Helper()
+		res, err := s.Install(ctx(t), InstallOptions{DryRun: true, Values: vals})
+		if err != nil {
+			t.Fatalf("install --dry-run: %v", err)
+		}
+		for _, n := range res.Notes {
+			noted = noted || n == NoStorageClassNote
+		}
+		return objectKinds(res.Objects)["PersistentVolumeClaim"] == 1, noted
+	}
+	buyerPersistence := func(kv ...any) map[string]any {
+		p := map[string]any{}
+		for i := 0; i < len(kv); i += 2 {
+			p[kv[i].(string)] = kv[i+1]
+		}
+		return map[string]any{"buyer": map[string]any{"persistence": p}}
+	}
+	newClass := func(name string, isDefault bool) {
+		t.Helper()
+		sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Provisioner: "kubernetes.io/no-provisioner"}
+		if isDefault {
+			sc.Annotations = map[string]string{defaultClassAnnotation: "true"}
+		}
+		if _, err := cs.StorageV1().StorageClasses().Create(ctx(t), sc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cs.StorageV1().StorageClasses().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+
+	if claim, noted := install(nil); claim || !noted {
+		t.Errorf("no StorageClass: claim=%v noted=%v, want an emptyDir and the note", claim, noted)
+	}
+	if claim, noted := install(buyerPersistence("enabled", true)); !claim || noted {
+		t.Errorf("persistence.enabled=true: claim=%v noted=%v, want the claim as asked", claim, noted)
+	}
+	if claim, noted := install(buyerPersistence("storageClassName", "fast")); !claim || noted {
+		t.Errorf("storageClassName set: claim=%v noted=%v, want the claim", claim, noted)
+	}
+	newClass("obol-test-other", false)
+	if claim, noted := install(nil); claim || !noted {
+		t.Errorf("only a non-default class: claim=%v noted=%v, want the fallback", claim, noted)
+	}
+	newClass("obol-test-default", true)
+	if claim, noted := install(nil); !claim || noted {
+		t.Errorf("default class: claim=%v noted=%v, want the claim", claim, noted)
 	}
 }

@@ -171,9 +171,14 @@ func (s *Stack) Install(ctx context.Context, o InstallOptions) (*Result, error) 
 		return nil, s.clusterErr("read the release history", err)
 	}
 
+	storageNote := s.buyerStorage(ctx, o.Values)
+
 	crdObjs, crdNotes, err := s.applyCRDs(ctx, c, o.DryRun)
 	if err != nil {
 		return nil, err
+	}
+	if storageNote != "" {
+		crdNotes = append(crdNotes, storageNote)
 	}
 
 	in := action.NewInstall(s.helm)
