@@ -294,7 +294,8 @@ func containsArg(args []any, want string) bool {
 
 func TestRenderSecurityContexts(t *testing.T) {
 	_, objs := render(t, RenderOptions{})
-	for _, d := range objs {
+	_, devnet := render(t, RenderOptions{Values: map[string]any{"devnet": map[string]any{"enabled": true}}})
+	for _, d := range append(objs, devnet...) {
 		if d.GetKind() != "Deployment" {
 			continue
 		}
@@ -410,6 +411,7 @@ func TestHelmLint(t *testing.T) {
 	for _, vals := range []map[string]any{
 		{},
 		{"monitoring": map[string]any{"enabled": true}},
+		{"devnet": map[string]any{"enabled": true}},
 	} {
 		lint := action.NewLint()
 		lint.Strict = true

@@ -91,9 +91,24 @@ seccompProfile:
 {{- end -}}
 {{- if $v.payTo }}
 payTo: {{ $v.payTo | quote }}
+{{- else if .Values.devnet.enabled }}
+payTo: {{ include "obol.devnet.sellerAddress" . | quote }}
 {{- end }}
+{{- if .Values.devnet.enabled }}
+# devnet: the in-cluster chain, its token, and its facilitator through the
+# loopback forwarder in this pod.
+chain: {{ include "obol.devnet.chain" . | quote }}
+facilitatorURL: {{ printf "http://127.0.0.1:%v" .Values.devnet.forwarder.port | quote }}
+asset:
+  address: {{ include "obol.devnet.tokenAddress" . | quote }}
+  symbol: "USDC"
+  decimals: 6
+  eip712Name: "USDC"
+  eip712Version: "2"
+{{- else }}
 chain: {{ $v.chain | quote }}
 facilitatorURL: {{ $v.facilitatorURL | quote }}
+{{- end }}
 mode: {{ $v.mode | quote }}
 {{- if $v.forwardAuth }}
 forwardAuth: {{ $v.forwardAuth | quote }}
@@ -103,4 +118,40 @@ forwardAuth: {{ $v.forwardAuth | quote }}
 {{/* The ConfigMap the controller writes PurchaseRequests' upstream files to and the buyer mounts. */}}
 {{- define "obol.buyer.upstreamsConfigMap" -}}
 {{- .Values.buyer.upstreamsConfigMap | default (printf "%s-buyer-upstreams" (include "obol.fullname" .)) -}}
+{{- end -}}
+
+{{/* Devnet: object names and in-cluster addresses. */}}
+{{- define "obol.devnet.chainName" -}}
+{{- printf "%s-devchain" (include "obol.fullname" .) -}}
+{{- end -}}
+{{- define "obol.devnet.facilitatorName" -}}
+{{- printf "%s-facilitator" (include "obol.fullname" .) -}}
+{{- end -}}
+{{- define "obol.devnet.upstreamName" -}}
+{{- printf "%s-upstream" (include "obol.fullname" .) -}}
+{{- end -}}
+{{- define "obol.devnet.rpcURL" -}}
+{{- printf "http://%s.%s.svc:%v" (include "obol.devnet.chainName" .) .Release.Namespace .Values.devnet.chain.port -}}
+{{- end -}}
+{{/* Where every development chain deploys its token (devchain.TokenAddress; a test keeps them equal). */}}
+{{- define "obol.devnet.tokenAddress" -}}
+0x2b1894172E4e079140C3DaE53394356262b7e258
+{{- end -}}
+{{/* The development chain's name in obol's chain registry (evm.DevChainName, chain id 1337). */}}
+{{- define "obol.devnet.chain" -}}
+obol-dev
+{{- end -}}
+{{/* The dev "seller" account: the devnet verifier's default payTo (a test keeps it equal to devchain's). */}}
+{{- define "obol.devnet.sellerAddress" -}}
+0x45d85c1c6e4CF0f3055A928fd6D1903CBf70ec0B
+{{- end -}}
+{{- define "obol.devnet.placement" -}}
+{{- with .Values.devnet.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.devnet.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}

@@ -1,9 +1,18 @@
 package devcmd
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +31,12 @@ type KeysOptions struct {
 	TokenName    string
 	TokenVersion string
 	Buyers       int
+	// WaitRPC, if set, is a chain's JSON-RPC URL to wait for (up to
+	// WaitTimeout) after writing the keys, so a client started next finds
+	// the chain answering.
+	WaitRPC     string
+	WaitTimeout time.Duration
+	Context     context.Context
 }
 
 // NewCmdKeys builds `obol dev keys`; runF replaces keysRun in tests.
@@ -41,7 +56,10 @@ key for obol facilitator serve, a funded buyer's key for obol buy, the seller's
 address and the token. The keys are public knowledge: never use them on a
 real chain.`,
 		Example: `  # the keys of a cluster devnet's accounts, and its token, as JSON
-  obol dev keys --key-dir ./devnet-keys -o json`,
+  obol dev keys --key-dir ./devnet-keys -o json
+
+  # write the keys, then wait until the chain answers (an init container)
+  obol dev keys --key-dir /keys --wait-rpc http://obol-devchain.obol-system.svc:8545`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = f.Global.Output
@@ -57,6 +75,9 @@ real chain.`,
 			if runF != nil {
 				return runF(opts)
 			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			opts.Context = ctx
 			return keysRun(opts)
 		},
 	}
@@ -66,6 +87,8 @@ real chain.`,
 	fl.StringVar(&opts.TokenName, "token-name", evm.DevTokenName, "the chain's token name and EIP-712 domain name")
 	fl.StringVar(&opts.TokenVersion, "token-version", evm.DevTokenVersion, "EIP-712 domain version")
 	fl.IntVar(&opts.Buyers, "buyers", devchain.DefaultBuyers, "number of buyer accounts")
+	fl.StringVar(&opts.WaitRPC, "wait-rpc", "", "after writing the keys, wait until the chain at this JSON-RPC URL answers eth_chainId")
+	fl.DurationVar(&opts.WaitTimeout, "wait-timeout", 2*time.Minute, "how long --wait-rpc waits")
 	return cmd
 }
 
@@ -104,7 +127,7 @@ func keysRun(opts *KeysOptions) error {
 	for _, b := range c.Buyers {
 		add("buyer", b)
 	}
-	return cmdutil.PrintStructured(opts.IO.Out, opts.Output, info, func(w io.Writer) error {
+	err = cmdutil.PrintStructured(opts.IO.Out, opts.Output, info, func(w io.Writer) error {
 		tok := info.Token
 		fmt.Fprintf(w, "Chain:     %s, chain id %d (%s)\n", info.Network, info.ChainID, evm.DevChainName)
 		fmt.Fprintf(w, "Token:     %s %s, %d decimals, EIP-712 name %q version %q\n", tok.Symbol, tok.Address.Hex(), tok.Decimals, tok.EIP712Name, tok.EIP712Version)
@@ -115,4 +138,63 @@ func keysRun(opts *KeysOptions) error {
 		}
 		return t.Flush()
 	})
+	if err != nil || opts.WaitRPC == "" {
+		return err
+	}
+	return waitRPC(opts.Context, opts.IO.ErrOut, opts.WaitRPC, opts.WaitTimeout, c.ChainID)
+}
+
+// waitRPC polls eth_chainId at url until it answers with chainID, or the
+// timeout passes.
+func waitRPC(ctx context.Context, errOut io.Writer, url string, timeout time.Duration, chainID int64) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	want := "0x" + strconv.FormatInt(chainID, 16)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		got, err := chainIDOf(ctx, client, url)
+		if err == nil && got == want {
+			fmt.Fprintf(errOut, "chain at %s answers (chain id %d)\n", url, chainID)
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("chain id %s, want %s", got, want)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the chain at %s: %w (last: %v)", url, ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+func chainIDOf(ctx context.Context, client *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}`))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %s", resp.Status)
+	}
+	var out struct {
+		Result string `json:"result"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out); err != nil {
+		return "", err
+	}
+	return out.Result, nil
 }

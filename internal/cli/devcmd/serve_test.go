@@ -117,3 +117,27 @@ func TestForwardNeedsTo(t *testing.T) {
 		}
 	}
 }
+
+func TestKeysWaitsForTheChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := devchain.Start(ctx, devchain.Config{Buyers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ios, _, _, errOut := cmdutil.Test()
+	opts := &KeysOptions{IO: ios, KeyDir: t.TempDir(), ChainID: 1337, TokenName: "USDC", TokenVersion: "2",
+		WaitRPC: c.RPCURL, WaitTimeout: 30 * time.Second, Context: ctx}
+	if err := keysRun(opts); err != nil {
+		t.Fatalf("wait for a running chain: %v", err)
+	}
+	if !strings.Contains(errOut.String(), "answers (chain id 1337)") {
+		t.Errorf("stderr %q", errOut)
+	}
+	// Another chain id never matches: the wait ends at its timeout.
+	opts.ChainID, opts.WaitTimeout = 31337, 600*time.Millisecond
+	if err := keysRun(opts); err == nil || !strings.Contains(err.Error(), "want 0x7a69") {
+		t.Errorf("wrong chain id: %v", err)
+	}
+}

@@ -58,15 +58,22 @@ The cluster comes from --kubeconfig/--context; the namespace from -n
 type valueFlags struct {
 	ValueFiles []string
 	Sets       []string
+	// Devnet is --devnet: devnet.enabled=true before any --set.
+	Devnet bool
 }
 
 func (v *valueFlags) add(fl *pflag.FlagSet) {
 	fl.StringArrayVarP(&v.ValueFiles, "values", "f", nil, "values file (YAML); repeat for several, later files win")
 	fl.StringArrayVar(&v.Sets, "set", nil, "set a value: key=value, e.g. verifier.payTo=0xabc... (repeatable; wins over -f)")
+	fl.BoolVar(&v.Devnet, "devnet", false, "also run a development chain, facilitator and demo API in the cluster and point the verifier at them (devnet.enabled=true; test money only)")
 }
 
 func (v *valueFlags) values() (map[string]any, error) {
-	vals, err := stack.Values(v.ValueFiles, v.Sets)
+	sets := v.Sets
+	if v.Devnet {
+		sets = append([]string{"devnet.enabled=true"}, sets...)
+	}
+	vals, err := stack.Values(v.ValueFiles, sets)
 	if err != nil {
 		return nil, &cmdutil.FlagError{Err: err}
 	}

@@ -243,3 +243,36 @@ func TestInstallStatusUninstallCLI(t *testing.T) {
 		t.Errorf("uninstall output:\n%s\nstderr:\n%s", out, errOut)
 	}
 }
+
+// --devnet turns the devnet on; a later --set still wins.
+func TestDevnetFlag(t *testing.T) {
+	f, out, _ := testFactory()
+	cmd := NewCmdRender(f, nil)
+	cmd.SetArgs([]string{"--devnet", "--skip-crds"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: obol-devchain", "name: obol-facilitator", "name: facilitator-forward", `chain: "obol-dev"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("render --devnet lacks %q", want)
+		}
+	}
+	v := valueFlags{Devnet: true, Sets: []string{"devnet.enabled=false"}}
+	vals, err := v.values()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on := vals["devnet"].(map[string]any)["enabled"]; on != false {
+		t.Errorf("--devnet --set devnet.enabled=false gave %v", on)
+	}
+
+	var got *InstallOptions
+	cmd = NewCmdInstall(f, func(o *InstallOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--devnet"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if vals, err := got.values(); err != nil || vals["devnet"].(map[string]any)["enabled"] != true {
+		t.Errorf("install --devnet values %v %v", vals, err)
+	}
+}
