@@ -58,9 +58,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Transport carries requests upstream (default: a clone of
-	// http.DefaultTransport).
+	// Transport carries requests upstream, free and paid (default:
+	// NewUpstreamTransport(UpstreamTransport)).
 	Transport http.RoundTripper
+	// UpstreamTransport tunes the default Transport.
+	UpstreamTransport TransportOptions
 	// ClassifyFacilitatorError, when set, decides whether a facilitator
 	// error is temporary (503) or not (502); the CLI wires the facilitator
 	// client's knowledge here. Without it, timeouts and refused connections
@@ -111,7 +113,7 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	if opts.Transport == nil {
-		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		opts.Transport = NewUpstreamTransport(opts.UpstreamTransport)
 	}
 	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, metrics: opts.Metrics, guard: newReplayGuard(opts.ReplayCacheSize)}
 	s.paidProxy = &httputil.ReverseProxy{
@@ -120,12 +122,14 @@ func New(opts Options) (*Server, error) {
 		ModifyResponse: s.modifyPaid,
 		ErrorHandler:   s.proxyError,
 	}
+	// Free answers stream with ReverseProxy's default flushing: buffered
+	// writes, except that text/event-stream answers and answers of unknown
+	// length (chunked streams) are flushed at every write.
 	s.freeProxy = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
 		Transport:      opts.Transport,
 		ModifyResponse: func(res *http.Response) error { exposePaymentHeaders(res.Header); return nil },
 		ErrorHandler:   s.proxyError,
-		FlushInterval:  -1,
 	}
 	if opts.Gatherer != nil {
 		s.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})

@@ -61,6 +61,9 @@ type ServeOptions struct {
 	Context    string
 	Namespace  string
 
+	// Upstream is the tuning of the connections to upstreams.
+	Upstream verifier.TransportOptions
+
 	// Test hooks.
 	Registry       *evm.Registry
 	NewFacilitator func(url string) (verifier.Facilitator, error)
@@ -126,6 +129,11 @@ the last good config and counts obol_x402_verifier_config_reloads_total{result="
 	fl.BoolVar(&opts.Watch, "watch", false, "reload the pricing file when it changes")
 	fl.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to let running requests finish on SIGTERM")
 	fl.StringVar(&opts.DevStack, "dev-stack", "", "stack file of a running obol dev, whose token is registered when present (default $OBOL_DEV_STACK or ~/.cache/obol/dev/stack.json)")
+	fl.IntVar(&opts.Upstream.MaxIdleConnsPerHost, "upstream-max-idle-conns-per-host", verifier.DefaultMaxIdleConnsPerHost, "idle keep-alive connections kept per upstream")
+	fl.IntVar(&opts.Upstream.MaxIdleConns, "upstream-max-idle-conns", verifier.DefaultMaxIdleConns, "idle keep-alive connections kept over all upstreams")
+	fl.DurationVar(&opts.Upstream.IdleConnTimeout, "upstream-idle-timeout", verifier.DefaultIdleConnTimeout, "close an upstream connection idle this long")
+	fl.DurationVar(&opts.Upstream.DialTimeout, "upstream-dial-timeout", verifier.DefaultDialTimeout, "how long connecting to an upstream may take")
+	fl.DurationVar(&opts.Upstream.ResponseHeaderTimeout, "upstream-header-timeout", 0, "how long to wait for an upstream's status and headers (0: no limit, for slow inference)")
 	return cmd
 }
 
@@ -162,11 +170,12 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	srv, err := verifier.New(verifier.Options{
-		NewFacilitator: newFac,
-		Registry:       reg,
-		Metrics:        metrics,
-		Gatherer:       promReg,
-		Logger:         log,
+		NewFacilitator:    newFac,
+		Registry:          reg,
+		Metrics:           metrics,
+		Gatherer:          promReg,
+		Logger:            log,
+		UpstreamTransport: opts.Upstream,
 		ClassifyFacilitatorError: func(err error) bool {
 			var fe *facilitator.Error
 			if errors.As(err, &fe) {
