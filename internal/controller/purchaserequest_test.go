@@ -49,8 +49,8 @@ func TestPurchaseRequestLifecycle(t *testing.T) {
 	// obol buy create weather --count 3 --max-total 4 --max-spend-per-day 0.002 ...
 	f, ios := cmdutil.NewTestFactory()
 	f.Global.Namespace = ns
-	var created *buy.PurchaseOptions
-	cmd := buy.NewCmdCreate(f, func(o *buy.PurchaseOptions) error { created = o; return nil })
+	var created *buy.CreateOptions
+	cmd := buy.NewCmdCreate(f, func(o *buy.CreateOptions) error { created = o; return nil })
 	cmd.SetArgs([]string{"weather", "--endpoint", sellerSrv.URL, "--count", "3", "--key-file", keyFile,
 		"--max-amount", "0.01", "--max-total", "4", "--max-spend-per-day", "0.002", "--auto-refill", "--threshold", "2", "--dev-stack", ""})
 	if err := cmd.Execute(); err != nil {
@@ -135,7 +135,7 @@ func TestPurchaseRequestLifecycle(t *testing.T) {
 	}
 
 	// Refill stops at maxTotal (4): one more, not autoRefill.count (3).
-	ro := &buy.PurchaseOptions{IO: ios, Name: "weather", KeyFile: keyFile, Kube: obolkube.Options{Config: kube.Config, Namespace: ns},
+	ro := &buy.RefillOptions{IO: ios, Name: "weather", KeyFile: keyFile, Kube: obolkube.Options{Config: kube.Config, Namespace: ns},
 		NewClient: func() (client.Client, error) { return c, nil }, Registry: evm.NewRegistry(), Now: time.Now, ValidFor: time.Hour}
 	if err := buy.RefillRun(ctx, ro); err != nil {
 		t.Fatalf("refill: %v", err)
