@@ -12,15 +12,18 @@
 //	    --tag ghcr.io/obolstack/obol:v0.1.0
 //
 // A --file source may contain {os}, {arch} and {variant}, replaced for each
-// --platform. --entrypoint and --cmd take a JSON array or a single word.
+// --platform, and glob characters (matching exactly one file). --push sends
+// the image (an index for several platforms) to the --tag registries. --entrypoint and --cmd take a JSON array or a single word.
 // Timestamps come from SOURCE_DATE_EPOCH (default: the Unix epoch).
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -34,6 +37,7 @@ import (
 
 type options struct {
 	output     string
+	push       bool
 	format     string
 	tags       []string
 	platforms  []string
@@ -62,7 +66,8 @@ func main() {
 func run(args []string) error {
 	var o options
 	fl := pflag.NewFlagSet("mkimage", pflag.ContinueOnError)
-	fl.StringVarP(&o.output, "output", "o", "", "tarball to write (required)")
+	fl.StringVarP(&o.output, "output", "o", "", "tarball to write (this, --push, or both)")
+	fl.BoolVar(&o.push, "push", false, "push to the registries of the --tag references (credentials from ~/.docker/config.json)")
 	fl.StringVar(&o.format, "format", "oci", "oci (image layout; several platforms make an index) or docker (docker save; one platform)")
 	fl.StringArrayVarP(&o.tags, "tag", "t", nil, "image reference with tag, e.g. ghcr.io/org/app:1.0 (repeatable, at least one)")
 	fl.StringArrayVar(&o.platforms, "platform", nil, "os/arch[/variant] (repeatable; default linux/"+runtime.GOARCH+")")
@@ -85,8 +90,8 @@ func run(args []string) error {
 	if fl.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: every input is a flag", fl.Args())
 	}
-	if o.output == "" || len(o.tags) == 0 {
-		return fmt.Errorf("need -o FILE and at least one --tag")
+	if (o.output == "" && !o.push) || len(o.tags) == 0 {
+		return fmt.Errorf("need -o FILE or --push, and at least one --tag")
 	}
 	return build(o)
 }
@@ -154,10 +159,18 @@ func build(o options) error {
 		}
 		imgs = append(imgs, img)
 	}
-	if err := ociimage.Write(o.output, format, o.tags, imgs); err != nil {
-		return err
+	if o.output != "" {
+		if err := ociimage.Write(o.output, format, o.tags, imgs); err != nil {
+			return err
+		}
+		fmt.Printf("mkimage: wrote %s (%s, %s) as %s\n", o.output, format, strings.Join(platforms, ","), strings.Join(o.tags, ", "))
 	}
-	fmt.Printf("mkimage: wrote %s (%s, %s) as %s\n", o.output, format, strings.Join(platforms, ","), strings.Join(o.tags, ", "))
+	if o.push {
+		if err := ociimage.Push(context.Background(), o.tags, imgs); err != nil {
+			return err
+		}
+		fmt.Printf("mkimage: pushed %s (%s)\n", strings.Join(o.tags, ", "), strings.Join(platforms, ","))
+	}
 	return nil
 }
 
@@ -184,7 +197,11 @@ func fileSpecs(o options, p v1.Platform) ([]ociimage.File, error) {
 		if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
 			return nil, fmt.Errorf("--file %q: use SRC:DST[:MODE[:UID:GID]]", s)
 		}
-		f := ociimage.File{Source: expand.Replace(parts[0]), Path: parts[1]}
+		src, err := source(expand.Replace(parts[0]))
+		if err != nil {
+			return nil, fmt.Errorf("--file %q: %w", s, err)
+		}
+		f := ociimage.File{Source: src, Path: parts[1]}
 		if err := modeOwner(&f, parts[2:]); err != nil {
 			return nil, fmt.Errorf("--file %q: %w", s, err)
 		}
@@ -213,6 +230,22 @@ func fileSpecs(o options, p v1.Platform) ([]ociimage.File, error) {
 		out = append(out, ociimage.File{Path: dst, Symlink: target})
 	}
 	return out, nil
+}
+
+// source resolves a --file source; a glob (as for GoReleaser's
+// dist/obol_linux_amd64_v1/obol) must match exactly one file.
+func source(p string) (string, error) {
+	if !strings.ContainsAny(p, "*?[") {
+		return p, nil
+	}
+	m, err := filepath.Glob(p)
+	if err != nil {
+		return "", err
+	}
+	if len(m) != 1 {
+		return "", fmt.Errorf("%s matches %d files, want exactly one", p, len(m))
+	}
+	return m[0], nil
 }
 
 // modeOwner reads the optional [MODE[:UID:GID]] tail of a file spec.

@@ -3,10 +3,13 @@ package ociimage
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,8 +17,10 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -311,4 +316,45 @@ func readLayout(t *testing.T, archive string) v1.ImageIndex {
 		t.Fatal(err)
 	}
 	return idx
+}
+
+func TestPushToRegistry(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	imgs := []v1.Image{
+		tinyImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}),
+		tinyImage(t, v1.Platform{OS: "linux", Architecture: "arm64"}),
+	}
+	ref := host + "/obolstack/obol:1.2.3"
+	if err := Push(context.Background(), []string{ref}, imgs); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag(ref)
+	idx, err := remote.Index(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	if len(im.Manifests) != 2 {
+		t.Fatalf("pushed index has %d manifests, want 2", len(im.Manifests))
+	}
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkTiny(t, img, d.Platform.Architecture)
+	}
+
+	one := host + "/obolstack/pause:3.6"
+	if err := Push(context.Background(), []string{one}, imgs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ = name.NewTag(one)
+	img, err := remote.Image(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTiny(t, img, "amd64")
 }

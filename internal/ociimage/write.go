@@ -2,6 +2,8 @@ package ociimage
 
 import (
 	"archive/tar"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,11 +12,13 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -84,6 +88,57 @@ func Write(path string, format Format, refs []string, imgs []v1.Image) error {
 	return fmt.Errorf("write %s: unknown format %q", path, format)
 }
 
+// Index makes an OCI image index of images for different platforms.
+func Index(imgs []v1.Image) (v1.ImageIndex, error) {
+	adds := make([]mutate.IndexAddendum, 0, len(imgs))
+	seen := map[string]bool{}
+	for _, img := range imgs {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		p := cf.Platform()
+		if p == nil || seen[p.String()] {
+			return nil, fmt.Errorf("each image needs its own platform (got %v twice or none)", p)
+		}
+		seen[p.String()] = true
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}})
+	}
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...), nil
+}
+
+// Push uploads the images to a registry under every reference in refs: one
+// image as it is, several as an index. Credentials come from the Docker
+// config (~/.docker/config.json, credential helpers), like docker push.
+func Push(ctx context.Context, refs []string, imgs []v1.Image, opts ...remote.Option) error {
+	if len(refs) == 0 || len(imgs) == 0 {
+		return errors.New("push: need at least one reference and one image")
+	}
+	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, opts...)
+	var idx v1.ImageIndex
+	if len(imgs) > 1 {
+		var err error
+		if idx, err = Index(imgs); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+	}
+	for _, r := range refs {
+		tag, err := name.NewTag(r, name.StrictValidation)
+		if err != nil {
+			return fmt.Errorf("image reference %q: %w", r, err)
+		}
+		if idx != nil {
+			err = remote.WriteIndex(tag, idx, opts...)
+		} else {
+			err = remote.Write(tag, imgs[0], opts...)
+		}
+		if err != nil {
+			return fmt.Errorf("push %s: %w", r, err)
+		}
+	}
+	return nil
+}
+
 func writeOCI(path string, tags []name.Tag, imgs []v1.Image) error {
 	dir, err := os.MkdirTemp(filepath.Dir(path), ".oci-layout-")
 	if err != nil {
@@ -97,21 +152,9 @@ func writeOCI(path string, tags []name.Tag, imgs []v1.Image) error {
 
 	var idx v1.ImageIndex
 	if len(imgs) > 1 {
-		adds := make([]mutate.IndexAddendum, 0, len(imgs))
-		seen := map[string]bool{}
-		for _, img := range imgs {
-			cf, err := img.ConfigFile()
-			if err != nil {
-				return err
-			}
-			p := cf.Platform()
-			if p == nil || seen[p.String()] {
-				return fmt.Errorf("write %s: each image needs its own platform (got %v twice or none)", path, p)
-			}
-			seen[p.String()] = true
-			adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: p}})
+		if idx, err = Index(imgs); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
 		}
-		idx = mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
 	}
 	for _, t := range tags {
 		ann := layout.WithAnnotations(map[string]string{
