@@ -8,5 +8,8 @@ import (
 )
 
 func main() {
-	os.Exit(root.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	ctx, stop := root.SignalContext()
+	code := root.MainContext(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -128,9 +127,8 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			return payRun(ctx, opts)
+			// The root command's context ends on Ctrl-C.
+			return payRun(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +40,12 @@ type ServeOptions struct {
 	// StripHeaders are caller headers never forwarded to a seller, besides
 	// hop-by-hop and credential headers.
 	StripHeaders []string
+	// ShutdownTimeout bounds how long running requests may finish once the
+	// command is asked to stop (SIGTERM on a rollout).
+	ShutdownTimeout time.Duration
+	// Started receives the listen address once the proxy accepts
+	// connections (tests).
+	Started chan<- string
 }
 
 // NewCmdServe builds `obol buyer serve`.
@@ -90,6 +94,7 @@ Endpoints:
 	cmd.Flags().StringVar(&opts.StateFile, "state", "", "state file recording used authorizations")
 	cmd.Flags().StringVar(&opts.Listen, "listen", ":8402", "address to listen on")
 	cmd.Flags().StringSliceVar(&opts.StripHeaders, "strip-header", nil, "caller header never forwarded to a seller, besides hop-by-hop ones and Authorization, Cookie, Proxy-Authorization (repeatable; an upstream's forwardHeaders may allow one)")
+	cmd.Flags().DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", cmdutil.DefaultShutdownTimeout, "on SIGTERM, how long to let running (paid) requests finish before exiting")
 	cmd.Flags().DurationVar(&opts.ReloadEvery, "reload-interval", 30*time.Second, "re-read --config-dir this often (0 = only on POST /admin/reload)")
 	return cmd
 }
@@ -105,7 +110,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register process metrics: %w", err)
+		}
+	}
 	srv, err := proxy.New(proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registerer: reg, Logger: log, StripHeaders: opts.StripHeaders})
 	if err != nil {
 		return err
@@ -118,14 +127,6 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		return fmt.Errorf("listen on %s: %w", opts.Listen, err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}()
 	if opts.ReloadEvery > 0 {
 		go func() {
 			t := time.NewTicker(opts.ReloadEvery)
@@ -146,8 +147,10 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		log.Info("upstream", "name", u.Name, "chain", u.Chain, "price", u.Price, "remaining", u.Remaining)
 	}
 	fmt.Fprintf(f.IO.ErrOut, "buyer proxy listening on http://%s (config %s, state %s)\n", ln.Addr(), opts.ConfigDir, opts.StateFile)
-	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if opts.Started != nil {
+		opts.Started <- ln.Addr().String()
 	}
-	return nil
+	// Stop accepting on SIGTERM, let paid requests in flight finish (their
+	// outcome is recorded), then exit.
+	return cmdutil.Serve(ctx, hs, ln, opts.ShutdownTimeout, log)
 }

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -36,6 +34,9 @@ type Options struct {
 	LeaderElect             bool
 	LeaderElectionID        string
 	LeaderElectionNamespace string
+	// ShutdownTimeout bounds how long running reconciles may finish once
+	// the context ends (0: controller-runtime's default).
+	ShutdownTimeout time.Duration
 
 	VerifierService   string
 	VerifierNamespace string
@@ -83,9 +84,8 @@ The chart runs this as a Deployment; it serves /healthz and /readyz on
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return Run(ctx, opts)
+			// The root command's context ends on SIGINT or SIGTERM.
+			return Run(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -106,6 +106,7 @@ The chart runs this as a Deployment; it serves /healthz and /readyz on
 	fl.DurationVar(&opts.Resync, "resync", controller.DefaultResync, "how often every offer is checked again")
 	fl.StringVar(&opts.BuyerNamespace, "buyer-namespace", "", "namespace of the buyer proxy and its upstream ConfigMap (default: the controller's namespace)")
 	fl.StringVar(&opts.BuyerConfigMap, "buyer-configmap", controller.DefaultBuyerConfigMap, "ConfigMap the buyer proxy mounts as --config-dir")
+	fl.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", cmdutil.DefaultShutdownTimeout, "how long to let running reconciles finish on SIGTERM")
 	fl.StringVar(&opts.BuyerURL, "buyer-url", "", "the buyer proxy's URL for reloads and counts (default: http://obol-buyer.<buyer-namespace>.svc:8402; \"none\" disables)")
 	return cmd
 }
@@ -163,6 +164,7 @@ func Run(ctx context.Context, opts *Options) error {
 		LeaderElectionNamespace: leNS,
 		// Step down cleanly on SIGTERM so a new replica takes over at once.
 		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       gracePtr(opts.ShutdownTimeout),
 	})
 	if err != nil {
 		return fmt.Errorf("start controller manager: %w", err)
@@ -215,4 +217,11 @@ func Run(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("controller manager: %w", err)
 	}
 	return nil
+}
+
+func gracePtr(d time.Duration) *time.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &d
 }

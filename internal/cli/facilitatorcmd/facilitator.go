@@ -10,9 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -224,7 +221,8 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		return fmt.Errorf("load the fee-payer key: %w", err)
 	}
 
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	// The root command's context ends on SIGINT or SIGTERM.
+	ctx, stop := context.WithCancel(parent)
 	defer stop()
 	if opts.Stop != nil {
 		go func() {
@@ -252,8 +250,6 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? pick one with --listen)", opts.Listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
 
 	toks, _ := reg.Tokens(chain.CAIP2)
 	info := startInfo{URL: "http://" + ln.Addr().String(), Chain: chain.Name, CAIP2: chain.CAIP2, FeePayer: srv.FeePayer().Hex(), Tokens: toks}
@@ -273,16 +269,5 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		opts.Started <- info.URL
 	}
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down; letting running settlements finish", "timeout", opts.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return cmdutil.Serve(ctx, hs, ln, opts.ShutdownTimeout, log)
 }

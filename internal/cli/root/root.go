@@ -2,11 +2,15 @@
 package root
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -112,8 +116,27 @@ func rejectUnknownSubcommands(root *cobra.Command) {
 	}
 }
 
+// SignalContext is the root context of the obol process: the first SIGINT
+// or SIGTERM ends it (servers stop accepting and drain); after that the
+// default handling is back, so a second Ctrl-C stops the process at once.
+func SignalContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}
+
 // Main runs obol with args and returns the process exit code.
 func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	return MainContext(context.Background(), args, in, out, errOut)
+}
+
+// MainContext runs obol with args under ctx, the one context every command
+// gets from cmd.Context(): main ends it on SIGINT or SIGTERM, and the
+// servers then drain their running requests and return.
+func MainContext(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
 	f := &cmdutil.Factory{
 		IO:     cmdutil.System(in, out, errOut),
 		Global: &cmdutil.GlobalOptions{},
@@ -122,7 +145,7 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 	}
 	cmd := NewCmdRoot(f)
 	cmd.SetArgs(args)
-	err := cmd.Execute()
+	err := cmd.ExecuteContext(ctx)
 	return handleError(cmd, errOut, err)
 }
 

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -188,7 +186,8 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	// The root command's context ends on SIGINT or SIGTERM.
+	ctx, stop := context.WithCancel(parent)
 	defer stop()
 	if opts.Stop != nil {
 		go func() {
@@ -213,26 +212,13 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? pick one with --listen)", opts.Listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
 	log.Info("verifier listening", "addr", addr, "config", opts.ConfigPath, "route_source", opts.RouteSource, "watch", opts.Watch)
 	if opts.Started != nil {
 		opts.Started <- addr
 	}
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down; letting running requests finish", "timeout", opts.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return cmdutil.Serve(ctx, hs, ln, opts.ShutdownTimeout, log)
 }
 
 func routeSource(opts *ServeOptions, reg *evm.Registry, log *slog.Logger) (verifier.RouteSource, error) {
