@@ -83,7 +83,20 @@ type Config struct {
 	// Logger receives progress at debug level and the ready line at info.
 	// Nil discards.
 	Logger *slog.Logger
+	// MaxAhead is how far the chain's block time may run ahead of the wall
+	// clock (default DefaultMaxAhead). Block timestamps are whole seconds
+	// and strictly increasing, so a chain that seals a block per
+	// transaction runs ahead when it settles more than one a second: up to
+	// MaxAhead it seals at once; beyond, it waits for the clock, and the
+	// transactions that arrive meanwhile share the next block. Sequential
+	// settlements then run at one a second.
+	MaxAhead time.Duration
 }
+
+// DefaultMaxAhead keeps the chain's clock within 15 s of the wall clock:
+// a burst of 15 settlements goes through at once, and an authorization
+// valid for 60 s still has 45 s on chain.
+const DefaultMaxAhead = 15 * time.Second
 
 // Account is a dev account. Its key is derived from its name, so the same
 // name has the same address on every run.
@@ -349,16 +362,18 @@ func (c *Chain) startNode(cfg Config, host string, port int) error {
 		stack.Close()
 		return fmt.Errorf("create dev chain beacon: %w", err)
 	}
-	// With period 0 this starts the loop that seals a block whenever a
-	// transaction enters the pool.
-	catalyst.RegisterSimulatedBeaconAPIs(stack, beacon)
-	lc := &beaconLifecycle{beacon: beacon}
+	// Blocks are sealed by our own loop (sealer), not the one geth's
+	// dev API starts: that one seals each block at least a second after the
+	// previous, so a chain settling several payments a second ran minutes
+	// ahead of the wall clock and expired 60 s authorizations on chain.
+	maxAhead := cfg.MaxAhead
+	if maxAhead <= 0 {
+		maxAhead = DefaultMaxAhead
+	}
+	lc := &beaconLifecycle{beacon: beacon, backend: backend, maxAhead: maxAhead, done: make(chan struct{})}
 	stack.RegisterLifecycle(lc)
 
 	if err := stack.Start(); err != nil {
-		if !lc.started {
-			beacon.Stop() // ends the sealing loop the API registration started
-		}
 		stack.Close()
 		return fmt.Errorf("start dev chain on %s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
 	}
@@ -369,19 +384,92 @@ func (c *Chain) startNode(cfg Config, host string, port int) error {
 	return nil
 }
 
-// beaconLifecycle records whether the node started the beacon, so a failed
-// start can stop it exactly once.
+// beaconLifecycle starts and stops the beacon and the sealing loop with
+// the node.
 type beaconLifecycle struct {
-	beacon  *catalyst.SimulatedBeacon
-	started bool
+	beacon   *catalyst.SimulatedBeacon
+	backend  *eth.Ethereum
+	maxAhead time.Duration
+	done     chan struct{}
+	stopped  sync.WaitGroup
 }
 
 func (l *beaconLifecycle) Start() error {
-	l.started = true
-	return l.beacon.Start()
+	if err := l.beacon.Start(); err != nil {
+		return err
+	}
+	l.stopped.Add(1)
+	go l.seal()
+	return nil
 }
 
-func (l *beaconLifecycle) Stop() error { return l.beacon.Stop() }
+func (l *beaconLifecycle) Stop() error {
+	close(l.done)
+	l.stopped.Wait()
+	return l.beacon.Stop()
+}
+
+// seal seals a block as soon as a transaction enters the pool, unless the
+// chain is already l.maxAhead ahead of the wall clock: then it waits until it
+// is not, and seals everything pending in one block.
+func (l *beaconLifecycle) seal() {
+	defer l.stopped.Done()
+	newTxs := make(chan core.NewTxsEvent)
+	sub := l.backend.TxPool().SubscribeTransactions(newTxs, true)
+	defer sub.Unsubscribe()
+	// The pool's feed must never wait for a sealing in progress: new
+	// transactions only leave a mark in kick.
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-newTxs:
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-kick:
+		}
+		for {
+			if wait := sealDelay(l.backend.BlockChain().CurrentBlock().Time, time.Now(), l.maxAhead); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-l.done:
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			// A transaction that arrives from here on is sealed now or
+			// leaves a new mark in kick.
+			select {
+			case <-kick:
+			default:
+			}
+			l.beacon.Commit()
+			_ = l.backend.TxPool().Sync()
+			if executable, _ := l.backend.TxPool().Stats(); executable == 0 {
+				break
+			}
+		}
+	}
+}
+
+// sealDelay is how long to wait before sealing the block after one at
+// lastTime (unix seconds) so that it is at most maxAhead ahead of now.
+func sealDelay(lastTime uint64, now time.Time, maxAhead time.Duration) time.Duration {
+	next := time.Unix(int64(lastTime)+1, 0)
+	return next.Sub(now.Add(maxAhead))
+}
 
 func (c *Chain) deployToken(ctx context.Context, cfg Config) error {
 	chainID := big.NewInt(c.ChainID)

@@ -430,3 +430,30 @@ func TestLayoutPredictsStart(t *testing.T) {
 		t.Errorf("Layout RPCURL %q, want empty: nothing runs", l.RPCURL)
 	}
 }
+
+// Many transactions in a row keep the chain's block time near the wall
+// clock: blocks are sealed at once while the chain is at most MaxAhead
+// ahead, and at the clock's pace after that. (Sealing each block a second after
+// the last ran the chain a second ahead per transaction, and 60 s
+// authorizations expired on chain after about 57 payments.)
+func TestBlockTimeFollowsWallClock(t *testing.T) {
+	c := startChain(t, devchain.Config{Buyers: 1, MaxAhead: 2 * time.Second})
+	ctx := context.Background()
+	const n = 12
+	began := time.Now()
+	for i := 0; i < n; i++ {
+		if err := c.Mint(ctx, c.Buyers[0].Address, big.NewInt(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(began)
+	head, err := c.Client().HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := int64(head.Time) - time.Now().Unix()
+	t.Logf("%d transactions in %v (%v each); head block time %+d s from the wall clock", n, took.Round(time.Millisecond), (took / n).Round(time.Millisecond), ahead)
+	if ahead > 3 {
+		t.Fatalf("after %d transactions the chain's block time is %d s ahead of the wall clock", n, ahead)
+	}
+}

@@ -61,7 +61,8 @@ type Config struct {
 	RPCTimeout time.Duration
 	// ReceiptTimeout bounds the wait for a settlement's receipt (default 45s).
 	ReceiptTimeout time.Duration
-	// ReceiptPoll is the receipt polling interval (default 100ms).
+	// ReceiptPoll is the longest wait between receipt polls (default
+	// 100ms); the first polls follow each other after 5, 10, 20 ms...
 	ReceiptPoll time.Duration
 	// Logger receives operational logs (default: discarded).
 	Logger *slog.Logger

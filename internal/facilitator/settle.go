@@ -270,13 +270,16 @@ func (s *Server) settleChecked(ctx context.Context, vr x402.VerifyRequest) *outc
 
 // waitReceipt polls for the receipt until ReceiptTimeout. Any error counts
 // as "not yet" (nodes briefly answer "transaction indexing is in progress").
+// The polls back off from a few milliseconds to ReceiptPoll, so a chain
+// that seals at once (a dev chain, an L2 sequencer) is seen at once, and a
+// slow one is not hammered.
 func (s *Server) waitReceipt(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReceiptTimeout)
 	defer cancel()
-	t := time.NewTicker(s.cfg.ReceiptPoll)
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	var lastErr error
-	for {
+	for attempt := 0; ; attempt++ {
 		r, err := s.node.receipt(wctx, hash)
 		if err == nil && r != nil {
 			return r, nil
@@ -284,6 +287,7 @@ func (s *Server) waitReceipt(ctx context.Context, hash common.Hash) (*types.Rece
 		if err != nil && !errors.Is(err, ethereum.NotFound) {
 			lastErr = err
 		}
+		t.Reset(receiptBackoff(attempt, s.cfg.ReceiptPoll))
 		select {
 		case <-wctx.Done():
 			if ctx.Err() != nil {
@@ -296,4 +300,20 @@ func (s *Server) waitReceipt(ctx context.Context, hash common.Hash) (*types.Rece
 		case <-t.C:
 		}
 	}
+}
+
+// firstReceiptPoll is the wait after the first receipt poll that found
+// nothing; each further wait doubles, up to ReceiptPoll.
+const firstReceiptPoll = 5 * time.Millisecond
+
+// receiptBackoff is the wait after the given (0-based) unsuccessful poll.
+func receiptBackoff(attempt int, max time.Duration) time.Duration {
+	d := firstReceiptPoll
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
 }
