@@ -148,3 +148,25 @@ image: ## build the obol image (static binary, nonroot 65532, CA certs) as $(IMA
 		--label org.opencontainers.image.source=https://github.com/obolstack/obol \
 		--tag $(IMAGE_REPO):$(VERSION)
 	@echo "image: import into a cluster node with: ctr -n k8s.io images import $(IMAGE_TAR)"
+
+# --- cluster: a real single-node Kubernetes (containerd, kubelet, CoreDNS,
+# prometheus-operator) for the end-to-end test; see hack/cluster.sh ---
+CLUSTER_ENV := K8S_VERSION=$(K8S_VERSION) OBOL_CACHE=$(OBOL_CACHE)
+# The harness runs containerd and the kubelet, so it needs root.
+CLUSTER_SUDO := $(if $(filter 0,$(shell id -u)),,sudo --preserve-env=CI,OBOL_CACHE,OBOL_CLUSTER_DIR,OBOL_IMAGE_TAR,PATH,HOME)
+
+.PHONY: cluster-deps
+cluster-deps: ## install containerd/runc/CNI from apt; build kubelet & co, CoreDNS, prometheus-operator and their images once (cached)
+	$(CLUSTER_SUDO) $(CLUSTER_ENV) ./hack/cluster.sh deps
+
+.PHONY: cluster-up
+cluster-up: ## start the single-node cluster with monitoring; prints the kubeconfig path
+	$(CLUSTER_SUDO) $(CLUSTER_ENV) ./hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## stop the cluster (by PID) and remove its mounts, bridge, iptables chains and cgroups
+	$(CLUSTER_SUDO) $(CLUSTER_ENV) ./hack/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## show the cluster's processes and node
+	@$(CLUSTER_SUDO) $(CLUSTER_ENV) ./hack/cluster.sh status

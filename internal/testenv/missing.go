@@ -18,10 +18,16 @@ type MissingError struct {
 	Binary string
 	// Where says where it was looked for.
 	Where string
+	// Fix is the command that provides it; empty means FixTarget.
+	Fix string
 }
 
 func (e *MissingError) Error() string {
-	return fmt.Sprintf("%s not found (%s): run `%s` to install it", e.Binary, e.Where, FixTarget)
+	fix := e.Fix
+	if fix == "" {
+		fix = FixTarget
+	}
+	return fmt.Sprintf("%s not found (%s): run `%s` to install it", e.Binary, e.Where, fix)
 }
 
 // InCI reports whether the tests run in CI (the CI environment variable is
