@@ -140,9 +140,18 @@ func requestedToken(reg *evm.Registry, chain, asset string) (evm.Token, error) {
 // price, in the price as a whole.
 func (ps problems) has(f Field) bool {
 	for _, p := range ps {
-		if p.Field == f || p.Field == FieldPrice && strings.HasPrefix(string(f), string(FieldPrice)+".") {
+		if p.Field == f || p.Field == FieldPrice && f.isPrice() {
 			return true
 		}
+	}
+	return false
+}
+
+// isPrice reports whether f is a price.
+func (f Field) isPrice() bool {
+	switch f {
+	case FieldPrice, FieldPricePerRequest, FieldPricePerMTok, FieldPricePerHour:
+		return true
 	}
 	return false
 }

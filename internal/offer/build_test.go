@@ -1,8 +1,11 @@
 package offer
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/obolstack/obol/internal/evm"
 )
 
 func TestParseUpstream(t *testing.T) {
@@ -30,5 +33,16 @@ func TestParseUpstream(t *testing.T) {
 		if err != nil || svc != tc.svc || ns != tc.ns || port != tc.port {
 			t.Errorf("%q = %s %s %d %v", tc.in, svc, ns, port, err)
 		}
+	}
+}
+
+// A problem is reported once, where the request went wrong: no price is
+// "price: required", not also "set at least one of perRequest, …".
+func TestBuildReportsEachFieldOnce(t *testing.T) {
+	_, err := Build(evm.NewRegistry(), Request{Name: "weather", Upstream: "weather-api:8080", Chain: "base-sepolia",
+		PayTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"}, "demo")
+	var oe *Error
+	if !errors.As(err, &oe) || len(oe.Problems) != 1 || oe.Problems[0].Field != FieldPrice {
+		t.Fatalf("err = %v, want one price problem", err)
 	}
 }
