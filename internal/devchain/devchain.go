@@ -596,8 +596,7 @@ func (c *Chain) BalanceOf(ctx context.Context, addr common.Address) (*big.Int, e
 	return token.UnpackUint(out)
 }
 
-// Register makes the dev chain and its token known to r (evm.Default() for
-// the process-wide registry).
+// Register makes the dev chain and its token known to r.
 func (c *Chain) Register(r *evm.Registry) { r.SetDevChain(c.ChainID, c.Token) }
 
 // Close stops the chain and its HTTP server and releases everything Start

@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -326,6 +327,16 @@ func TestInstallRBACUpgradeUninstall(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "deployment/obol-verifier: 0/2 ready") {
 		t.Errorf("no rollout progress lines:\n%s", progress)
+	}
+
+	// A context that is already done uninstalls nothing.
+	done, cancel := context.WithCancel(ctx(t))
+	cancel()
+	if _, err := s.Uninstall(done, UninstallOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("uninstall with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Get(ctx(t), "obol-frontend", metav1.GetOptions{}); err != nil {
+		t.Errorf("uninstall with a cancelled context removed objects: %v", err)
 	}
 
 	un, err := s.Uninstall(ctx(t), UninstallOptions{})

@@ -184,26 +184,26 @@ func (s *Stack) serverDryRun(ctx context.Context, manifest string) ([]string, er
 // applyCRDs applies the chart's CRDs server-side (so an upgrade updates them,
 // which plain Helm never does) and waits until they are established. With
 // dryRun the API server only validates them.
-func (s *Stack) applyCRDs(ctx context.Context, c *chart.Chart, dryRun bool) ([]Object, []string, error) {
+func (s *Stack) applyCRDs(ctx context.Context, c *chart.Chart, dryRun bool) ([]Object, error) {
 	var objs []*unstructured.Unstructured
 	for _, crd := range c.CRDObjects() {
 		more, err := SplitManifest(string(crd.File.Data))
 		if err != nil {
-			return nil, nil, fmt.Errorf("read CRD file %s: %w", crd.Filename, err)
+			return nil, fmt.Errorf("read CRD file %s: %w", crd.Filename, err)
 		}
 		objs = append(objs, more...)
 	}
 	if len(objs) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
 	a, err := s.applier()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var out []Object
 	for _, u := range objs {
 		if err := a.apply(ctx, u, dryRun); err != nil {
-			return nil, nil, s.clusterErr(fmt.Sprintf("apply CRD %s", u.GetName()), err)
+			return nil, s.clusterErr(fmt.Sprintf("apply CRD %s", u.GetName()), err)
 		}
 		out = append(out, Object{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Name: u.GetName()})
 		if !dryRun {
@@ -211,15 +211,15 @@ func (s *Stack) applyCRDs(ctx context.Context, c *chart.Chart, dryRun bool) ([]O
 		}
 	}
 	if dryRun {
-		return out, nil, nil
+		return out, nil
 	}
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	for _, u := range objs {
 		if err := waitEstablished(ctx, a.dyn.Resource(crdGVR), u.GetName()); err != nil {
-			return nil, nil, fmt.Errorf("CRD %s did not become established: %w", u.GetName(), err)
+			return nil, fmt.Errorf("CRD %s did not become established: %w", u.GetName(), err)
 		}
 	}
-	return out, nil, nil
+	return out, nil
 }
 
 func waitEstablished(ctx context.Context, ri dynamic.ResourceInterface, name string) error {

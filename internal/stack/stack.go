@@ -173,12 +173,13 @@ func (s *Stack) Install(ctx context.Context, o InstallOptions) (*Result, error) 
 
 	storageNote := s.buyerStorage(ctx, o.Values)
 
-	crdObjs, crdNotes, err := s.applyCRDs(ctx, c, o.DryRun)
+	crdObjs, err := s.applyCRDs(ctx, c, o.DryRun)
 	if err != nil {
 		return nil, err
 	}
+	var notes []string
 	if storageNote != "" {
-		crdNotes = append(crdNotes, storageNote)
+		notes = append(notes, storageNote)
 	}
 
 	in := action.NewInstall(s.helm)
@@ -198,7 +199,7 @@ func (s *Stack) Install(ctx context.Context, o InstallOptions) (*Result, error) 
 	if err != nil {
 		return nil, s.actionErr("install", err)
 	}
-	return s.finish(ctx, c, rel, o, crdObjs, crdNotes)
+	return s.finish(ctx, c, rel, o, crdObjs, notes)
 }
 
 // Upgrade upgrades the existing release to this binary's chart and values.
@@ -218,7 +219,7 @@ func (s *Stack) Upgrade(ctx context.Context, o InstallOptions) (*Result, error) 
 		return nil, s.clusterErr("read the release history", err)
 	}
 
-	crdObjs, crdNotes, err := s.applyCRDs(ctx, c, o.DryRun)
+	crdObjs, err := s.applyCRDs(ctx, c, o.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +245,7 @@ func (s *Stack) Upgrade(ctx context.Context, o InstallOptions) (*Result, error) 
 	if err != nil {
 		return nil, s.actionErr("upgrade", err)
 	}
-	return s.finish(ctx, c, rel, o, crdObjs, crdNotes)
+	return s.finish(ctx, c, rel, o, crdObjs, nil)
 }
 
 func (s *Stack) finish(ctx context.Context, c *chart.Chart, rel *release.Release, o InstallOptions, crdObjs []Object, notes []string) (*Result, error) {
@@ -319,13 +320,38 @@ type UninstallOptions struct {
 
 // Uninstall removes the release's objects. CRDs (and so every ServiceOffer
 // and PurchaseRequest) stay, like with helm: delete them by hand if wanted.
+// Helm's uninstall takes no context: a ctx that is already done stops it
+// before it starts, ctx's deadline shortens its timeout, and when ctx ends
+// while it runs Uninstall returns ctx's error at once.
 func (s *Stack) Uninstall(ctx context.Context, o UninstallOptions) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("uninstall %s: %w", s.name, err)
+	}
 	un := action.NewUninstall(s.helm)
 	un.DryRun = o.DryRun
 	un.Wait = o.Wait
 	un.KeepHistory = o.KeepHistory
 	un.Timeout = InstallOptions{Timeout: o.Timeout}.timeout()
-	resp, err := un.Run(s.name)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < un.Timeout {
+		un.Timeout = time.Until(dl)
+	}
+	type ran struct {
+		resp *release.UninstallReleaseResponse
+		err  error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		resp, err := un.Run(s.name)
+		done <- ran{resp, err}
+	}()
+	var resp *release.UninstallReleaseResponse
+	var err error
+	select {
+	case r := <-done:
+		resp, err = r.resp, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("uninstall %s: %w (Helm may still be deleting objects; run `obol stack status`)", s.name, ctx.Err())
+	}
 	if err != nil {
 		if errors.Is(err, driver.ErrReleaseNotFound) || strings.Contains(err.Error(), "not found") {
 			return nil, fmt.Errorf("no release %q in namespace %s: nothing to uninstall (pass -n with the namespace it is in)", s.name, s.namespace)

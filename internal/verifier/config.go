@@ -43,7 +43,7 @@ const (
 // from ServiceOffers and keeps the file's globals. Compile validates it.
 type Spec struct {
 	PayTo              string      `yaml:"payTo" json:"payTo,omitempty"`
-	Wallet             string      `yaml:"wallet" json:"wallet,omitempty"` // the seed's name for payTo
+	Wallet             string      `yaml:"wallet" json:"wallet,omitempty"` // alias of payTo, as other x402 stacks name it
 	Chain              string      `yaml:"chain" json:"chain,omitempty"`
 	FacilitatorURL     string      `yaml:"facilitatorURL" json:"facilitatorURL,omitempty"`
 	FacilitatorTimeout string      `yaml:"facilitatorTimeout" json:"facilitatorTimeout,omitempty"`

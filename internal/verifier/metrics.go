@@ -12,8 +12,9 @@ import (
 	"github.com/obolstack/obol/internal/x402"
 )
 
-// Metric label names. offer_namespace, offer_name and chain are the seed's
-// contract; chain is always the canonical CAIP-2 id the route charges on.
+// Metric label names. offer_namespace, offer_name and chain are a contract:
+// dashboards and recording rules read them. chain is always the canonical
+// CAIP-2 id the route charges on.
 const (
 	LabelOfferNamespace = "offer_namespace"
 	LabelOfferName      = "offer_name"
