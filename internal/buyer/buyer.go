@@ -292,7 +292,7 @@ func (p *Payer) check(version int, req x402.Requirement, maxAmount, wantChain st
 		return nil, fmt.Sprintf("unknown network %q", req.Network)
 	}
 	if wantChain != "" && chain.CAIP2 != wantChain {
-		return nil, fmt.Sprintf("network %s is not the one allowed by --network (%s)", chain.Name, wantChain)
+		return nil, fmt.Sprintf("network %s is not the one allowed by --chain (%s)", chain.Name, wantChain)
 	}
 	if !common.IsHexAddress(req.Asset) || !strings.HasPrefix(strings.ToLower(req.Asset), "0x") {
 		return nil, fmt.Sprintf("asset %q is not a token contract address", req.Asset)
@@ -301,7 +301,7 @@ func (p *Payer) check(version int, req x402.Requirement, maxAmount, wantChain st
 	if err != nil || token.Address != common.HexToAddress(req.Asset) {
 		hint := ""
 		if chain.Dev {
-			hint = " (for a running `obol dev`, its stack file registers the token; or pass --token-address/--token-name/--token-version/--token-decimals)"
+			hint = " (for a running `obol dev`, its stack file registers the token; or pass --asset/--eip712-name/--eip712-version/--asset-decimals)"
 		}
 		return nil, fmt.Sprintf("unknown asset %s on %s: its EIP-712 domain is not in the registry, and obol never guesses one%s", req.Asset, chain.Name, hint)
 	}

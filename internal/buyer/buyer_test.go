@@ -143,7 +143,7 @@ func TestRefusesWithoutSigning(t *testing.T) {
 		{"payTo not allowed", usdcReq("1000"), func(p *Payer) {
 			p.AllowPayTo = []common.Address{common.HexToAddress("0x2222222222222222222222222222222222222222")}
 		}, "payTo 0x209693Bc6afc0C5328bA36FaF03C514EF312287C is not in --allow-pay-to"},
-		{"network filter", usdcReq("1000"), func(p *Payer) { p.Network = "base" }, "is not the one allowed by --network"},
+		{"network filter", usdcReq("1000"), func(p *Payer) { p.Network = "base" }, "is not the one allowed by --chain"},
 		{"default cap", usdcReq("20000"), func(p *Payer) { p.MaxAmount = "" }, "over the cap of 0.01 USDC"},
 	}
 	for _, tc := range cases {

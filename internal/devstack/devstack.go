@@ -238,7 +238,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		// `obol buy pay` would then sign for this chain's token while
 		// talking to that one.
 		if other, err := stackfile.Read(opts.StackFile); err == nil && other.PID != os.Getpid() && other.Alive() {
-			step("stack file    %s belongs to another obol dev (pid %d, %s); not replaced — use --stack-file to publish this one",
+			step("stack file    %s belongs to another obol dev (pid %d, %s); not replaced — use --dev-stack to publish this one",
 				opts.StackFile, other.PID, other.VerifierURL)
 		} else {
 			if err := stackfile.Write(opts.StackFile, s.Info()); err != nil {

@@ -112,7 +112,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("facilitator: %w", err)
 	}
 	if len(toks) == 0 {
-		return nil, fmt.Errorf("facilitator: no token is registered on %s (%s): register the token to settle (obol facilitator serve --token-address ...)", chain.Name, chain.CAIP2)
+		return nil, fmt.Errorf("facilitator: no token is registered on %s (%s): register the token to settle (obol facilitator serve --asset ...)", chain.Name, chain.CAIP2)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

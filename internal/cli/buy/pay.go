@@ -90,7 +90,7 @@ A way to pay is accepted only when its scheme is "exact", its chain and token
 are known (with the token's EIP-712 domain from obol's registry — a server
 that names another domain is refused, never trusted), its price is at most
 --max-amount token units, its payee is in --allow-pay-to (when given) and
-its chain is --network (when given). Otherwise nothing is signed and the
+its chain is --chain (when given). Otherwise nothing is signed and the
 command says why. --max-amount defaults to 0.01 (one cent of USDC).
 
 A free URL (no 402) is passed through untouched: nothing is signed.
@@ -99,7 +99,7 @@ Local development chain: while ` + "`obol dev`" + ` runs it writes a stack file
 (default ~/.cache/obol/dev/stack.json, override with $OBOL_DEV_STACK) with
 the chain id and its token's address and domain; this command reads it, so
 paying ` + "`obol dev`" + ` needs no token flags. For another token not in the registry
-pass --network with --token-address/--token-name/--token-version/--token-decimals.
+pass --chain with --asset/--eip712-name/--eip712-version/--asset-decimals.
 
 The authorization is valid from now-600s (clock skew) until now plus the
 requirement's maxTimeoutSeconds, with a random 32-byte nonce.
@@ -114,7 +114,7 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 
   # POST a body from a file, only to a known payee, only on Base, JSON output
   obol buy pay https://api.example.com/v1/chat -X POST -d @prompt.json -H 'Content-Type: application/json' \
-    --key-file buyer.key --max-amount 0.05 --network base --allow-pay-to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C -o json`,
+    --key-file buyer.key --max-amount 0.05 --chain base --allow-pay-to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.URL = args[0]
@@ -140,15 +140,19 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 	fl.StringVar(&opts.PassphraseEnv, "passphrase-env", PassphraseEnvDefault, "environment variable holding the keystore passphrase")
 	fl.StringVar(&opts.PassphraseFile, "passphrase-file", "", "file whose first line is the keystore passphrase")
 	fl.StringVar(&opts.MaxAmount, "max-amount", buyer.DefaultMaxAmount, "most to pay for this call, in token units of the asset (e.g. 0.05 = 5 cents of USDC)")
-	fl.StringVar(&opts.Network, "network", "", "only pay on this chain (name such as base-sepolia, or CAIP-2 such as eip155:84532)")
+	fl.StringVar(&opts.Network, "chain", "", "only pay on this chain (name such as base-sepolia, or CAIP-2 such as eip155:84532)")
 	fl.StringSliceVar(&opts.AllowPayTo, "allow-pay-to", nil, "only pay these addresses (repeatable or comma-separated)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "show what would be paid and stop: sign and send nothing")
 	fl.StringVar(&opts.DevStack, "dev-stack", "", "stack file of a running obol dev (default $OBOL_DEV_STACK or ~/.cache/obol/dev/stack.json, read when present)")
-	fl.StringVar(&opts.TokenAddress, "token-address", "", "register a token not in obol's registry on --network: its contract address")
-	fl.StringVar(&opts.TokenName, "token-name", "", "the token's EIP-712 domain name (with --token-address)")
-	fl.StringVar(&opts.TokenVersion, "token-version", "", "the token's EIP-712 domain version (with --token-address)")
-	fl.Uint8Var(&opts.TokenDecimals, "token-decimals", 6, "the token's decimals (with --token-address)")
-	fl.StringVar(&opts.TokenSymbol, "token-symbol", "TOKEN", "the token's symbol, for display (with --token-address)")
+	fl.StringVar(&opts.TokenAddress, "asset", "", "register a token not in obol's registry on --chain: its contract address")
+	fl.StringVar(&opts.TokenName, "eip712-name", "", "the token's EIP-712 domain name (with --asset)")
+	fl.StringVar(&opts.TokenVersion, "eip712-version", "", "the token's EIP-712 domain version (with --asset)")
+	fl.Uint8Var(&opts.TokenDecimals, "asset-decimals", 6, "the token's decimals (with --asset)")
+	fl.StringVar(&opts.TokenSymbol, "asset-symbol", "TOKEN", "the token's symbol, for display (with --asset)")
+	for old, name := range map[string]string{"network": "chain", "token-address": "asset", "token-name": "eip712-name",
+		"token-version": "eip712-version", "token-decimals": "asset-decimals", "token-symbol": "asset-symbol"} {
+		cmdutil.AliasFlag(fl, old, name, f.IO.ErrOut)
+	}
 	return cmd
 }
 
@@ -220,7 +224,7 @@ func buildPayer(opts *PayOptions) (*buyer.Payer, error) {
 	}
 	if opts.Network != "" {
 		if _, err := reg.Chain(opts.Network); err != nil {
-			return nil, &cmdutil.FlagError{Err: fmt.Errorf("--network: %w", err)}
+			return nil, &cmdutil.FlagError{Err: fmt.Errorf("--chain: %w", err)}
 		}
 	}
 	var allow []common.Address
@@ -275,20 +279,20 @@ func loadDevStack(opts *PayOptions, reg *evm.Registry) error {
 func registerToken(opts *PayOptions, reg *evm.Registry) error {
 	if opts.TokenAddress == "" {
 		if opts.TokenName != "" || opts.TokenVersion != "" {
-			return &cmdutil.FlagError{Err: errors.New("--token-name/--token-version need --token-address")}
+			return &cmdutil.FlagError{Err: errors.New("--eip712-name/--eip712-version need --asset")}
 		}
 		return nil
 	}
 	if !common.IsHexAddress(opts.TokenAddress) {
-		return &cmdutil.FlagError{Err: fmt.Errorf("--token-address %q: want a 0x-prefixed 20-byte address", opts.TokenAddress)}
+		return &cmdutil.FlagError{Err: fmt.Errorf("--asset %q: want a 0x-prefixed 20-byte address", opts.TokenAddress)}
 	}
 	if opts.Network == "" || opts.TokenName == "" || opts.TokenVersion == "" {
-		return &cmdutil.FlagError{Err: errors.New("--token-address needs --network, --token-name and --token-version (the token's EIP-712 domain; obol never guesses one)")}
+		return &cmdutil.FlagError{Err: errors.New("--asset needs --chain, --eip712-name and --eip712-version (the token's EIP-712 domain; obol never guesses one)")}
 	}
 	err := reg.AddToken(evm.Token{Chain: opts.Network, Address: common.HexToAddress(opts.TokenAddress), Symbol: opts.TokenSymbol,
 		Decimals: opts.TokenDecimals, EIP712Name: opts.TokenName, EIP712Version: opts.TokenVersion})
 	if err != nil {
-		return &cmdutil.FlagError{Err: fmt.Errorf("--token-address: %w", err)}
+		return &cmdutil.FlagError{Err: fmt.Errorf("--asset: %w", err)}
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func TestFlags(t *testing.T) {
 	var got *PayOptions
 	cmd := NewCmdPay(f, func(o *PayOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"http://x.test/a", "-X", "put", "-d", "@b.json", "-H", "A: 1", "-H", "B: 2",
-		"--key-file", "k", "--allow-pay-to", "0x1,0x2", "--allow-pay-to", "0x3", "--network", "base", "--dry-run"})
+		"--key-file", "k", "--allow-pay-to", "0x1,0x2", "--allow-pay-to", "0x3", "--chain", "base", "--dry-run"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +94,32 @@ func TestFlags(t *testing.T) {
 	}
 	if got.MaxAmount != "0.01" || got.DevStack != "/nowhere/stack.json" || got.DevStackExplicit || got.PassphraseEnv != PassphraseEnvDefault {
 		t.Fatalf("defaults %+v", got)
+	}
+}
+
+// The old spellings still work, hidden, with a one-line notice.
+func TestDeprecatedFlagSpellings(t *testing.T) {
+	f, ios := cmdutil.NewTestFactory()
+	var got *PayOptions
+	cmd := NewCmdPay(f, func(o *PayOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"http://x.test/a", "--network", "base", "--token-address", "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+		"--token-name", "USD Coin", "--token-version", "2", "--token-decimals", "18", "--token-symbol", "USDX", "--dry-run"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Network != "base" || got.TokenAddress != "0x5FbDB2315678afecb367f032d93F642f64180aa3" || got.TokenName != "USD Coin" ||
+		got.TokenVersion != "2" || got.TokenDecimals != 18 || got.TokenSymbol != "USDX" {
+		t.Fatalf("options %+v", got)
+	}
+	notices := ios.ErrOut.(*bytes.Buffer).String()
+	for _, want := range []string{"--network is deprecated: use --chain", "--token-address is deprecated: use --asset",
+		"--token-name is deprecated: use --eip712-name", "--token-decimals is deprecated: use --asset-decimals"} {
+		if !strings.Contains(notices, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, notices)
+		}
+	}
+	if strings.Contains(cmd.UsageString(), "token-address") || strings.Contains(cmd.UsageString(), "network") {
+		t.Errorf("help shows a deprecated spelling:\n%s", cmd.UsageString())
 	}
 }
 
@@ -305,17 +331,17 @@ func TestTokenFlags(t *testing.T) {
 	token := common.HexToAddress("0x5FbDB2315678afecb367f032d93F642f64180aa3")
 	s, srv, _ := devSeller(t, token)
 	key, _ := keyFile(t)
-	r := pay(t, srv.URL, "--key-file", key, "--token-address", token.Hex())
+	r := pay(t, srv.URL, "--key-file", key, "--asset", token.Hex())
 	var fe *cmdutil.FlagError
 	if !errors.As(r.err, &fe) || !strings.Contains(r.err.Error(), "never guesses") {
 		t.Fatalf("incomplete token flags: %v", r.err)
 	}
 	// A wrong domain name registers fine, but the seller's extra disagrees: refused.
-	r = pay(t, srv.URL, "--key-file", key, "--network", "dev", "--token-address", token.Hex(), "--token-name", "USD Coin", "--token-version", "2", "--token-symbol", "USDC")
+	r = pay(t, srv.URL, "--key-file", key, "--chain", "dev", "--asset", token.Hex(), "--eip712-name", "USD Coin", "--eip712-version", "2", "--asset-symbol", "USDC")
 	if r.code() != ExitRefused || !strings.Contains(r.err.Error(), "refusing to sign with a domain") {
 		t.Fatalf("wrong domain: %v", r.err)
 	}
-	r = pay(t, srv.URL, "--key-file", key, "--network", "dev", "--token-address", token.Hex(), "--token-name", "USDC", "--token-version", "2", "--token-symbol", "USDC")
+	r = pay(t, srv.URL, "--key-file", key, "--chain", "dev", "--asset", token.Hex(), "--eip712-name", "USDC", "--eip712-version", "2", "--asset-symbol", "USDC")
 	if r.err != nil || len(s.Payments()) != 1 {
 		t.Fatalf("token flags: %v\n%s", r.err, r.errOut)
 	}
@@ -329,7 +355,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"ftp://x", "--dry-run"}, "want an absolute http"},
 		{[]string{"http://x.test", "--dry-run", "--max-amount", "lots"}, "--max-amount"},
 		{[]string{"http://x.test", "--dry-run", "--allow-pay-to", "bob"}, "--allow-pay-to"},
-		{[]string{"http://x.test", "--dry-run", "--network", "narnia"}, "unknown chain"},
+		{[]string{"http://x.test", "--dry-run", "--chain", "narnia"}, "unknown chain"},
 		{[]string{"http://x.test", "--dry-run", "-H", "nocolon"}, "want 'Name: value'"},
 	} {
 		r := pay(t, tc.args...)

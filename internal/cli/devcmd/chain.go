@@ -62,7 +62,7 @@ Everything is discarded when the command stops.`,
   obol dev chain --key-dir ./dev-keys -o json
 
   # sign like mainnet USDC, on another chain id
-  obol dev chain --chain-id 31337 --token-name "USD Coin"`,
+  obol dev chain --chain-id 31337 --eip712-name "USD Coin"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = f.Global.Output
@@ -86,8 +86,10 @@ Everything is discarded when the command stops.`,
 	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8545", "host:port of the JSON-RPC HTTP server (port 0 picks a free port)")
 	fl.Int64Var(&opts.ChainID, "chain-id", evm.DevChainID, "EIP-155 chain id")
 	fl.StringVar(&opts.KeyDir, "key-dir", "", "directory for the accounts' key files (default: obol/dev/keys in the user cache directory)")
-	fl.StringVar(&opts.TokenName, "token-name", evm.DevTokenName, `token name and EIP-712 domain name ("USDC" like Base Sepolia, "USD Coin" like mainnet)`)
-	fl.StringVar(&opts.TokenVersion, "token-version", evm.DevTokenVersion, "EIP-712 domain version")
+	fl.StringVar(&opts.TokenName, "eip712-name", evm.DevTokenName, `token name and EIP-712 domain name ("USDC" like Base Sepolia, "USD Coin" like mainnet)`)
+	fl.StringVar(&opts.TokenVersion, "eip712-version", evm.DevTokenVersion, "EIP-712 domain version")
+	cmdutil.AliasFlag(fl, "token-name", "eip712-name", f.IO.ErrOut)
+	cmdutil.AliasFlag(fl, "token-version", "eip712-version", f.IO.ErrOut)
 	fl.IntVar(&opts.Buyers, "buyers", devchain.DefaultBuyers, "number of buyer accounts, each minted 1000 tokens")
 	return cmd
 }

@@ -23,7 +23,7 @@ func TestNewCmdChainParsesFlags(t *testing.T) {
 	f.Global.Output = cmdutil.OutputJSON
 	var got *ChainOptions
 	cmd := NewCmdChain(f, func(o *ChainOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"--listen", "127.0.0.1:0", "--chain-id", "31337", "--key-dir", "/tmp/k", "--token-name", "USD Coin", "--buyers", "5"})
+	cmd.SetArgs([]string{"--listen", "127.0.0.1:0", "--chain-id", "31337", "--key-dir", "/tmp/k", "--eip712-name", "USD Coin", "--buyers", "5"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,8 @@ func bindRun(f *cmdutil.Factory, cmd *cobra.Command, runF func(*RunOptions) erro
 	fl.BoolVar(&opts.ExitAfter, "exit-after", false, "stop after start-up and the paid calls instead of serving until Ctrl-C")
 	fl.StringVar(&opts.Price, "price", devstack.DefaultPrice, "price of the demo offer per call, in tokens")
 	fl.StringVar(&opts.KeyDir, "key-dir", "", "directory for the dev accounts' key files (default: obol/dev/keys in the user cache directory)")
-	fl.StringVar(&opts.StackFile, "stack-file", "", "where to publish the stack's details for `obol buy pay` (default $OBOL_DEV_STACK or ~/.cache/obol/dev/stack.json)")
+	fl.StringVar(&opts.StackFile, "dev-stack", "", "where to publish the stack's details for `obol buy pay` (default $OBOL_DEV_STACK or ~/.cache/obol/dev/stack.json)")
+	cmdutil.AliasFlag(fl, "stack-file", "dev-stack", f.IO.ErrOut)
 }
 
 // devOutput is the -o json/yaml document.

@@ -91,16 +91,16 @@ The fee-payer key (--key-file: 64 hex digits or a keystore JSON, mode 0600) need
 native currency for gas; it never holds the payments, which go from buyer to seller.
 
 Tokens: USDC of the chain is known. Another EIP-3009 token, such as the one
-'obol dev chain' deploys, is registered with --token-address and its EIP-712
-domain (--token-name, --token-version) and decimals.`,
+'obol dev chain' deploys, is registered with --asset and its EIP-712
+domain (--eip712-name, --eip712-version) and decimals.`,
 		Example: `  # on the development chain (obol dev chain prints the RPC URL, token and key files)
   obol facilitator serve --rpc http://127.0.0.1:8545 --chain dev \
     --key-file ~/.cache/obol/dev/keys/facilitator.key \
-    --token-address 0x2b1894172E4e079140C3DaE53394356262b7e258
+    --asset 0x2b1894172E4e079140C3DaE53394356262b7e258
 
   # on Base Sepolia with its USDC, key in a keystore
   OBOL_KEY_PASSPHRASE=... obol facilitator serve --rpc https://sepolia.base.org \
-    --chain base-sepolia --key-file fee-payer.json --key-passphrase-env OBOL_KEY_PASSPHRASE \
+    --chain base-sepolia --key-file fee-payer.json --passphrase-env OBOL_KEY_PASSPHRASE \
     --listen 0.0.0.0:4021
 
   # ask it what it settles
@@ -121,12 +121,12 @@ domain (--token-name, --token-version) and decimals.`,
 				return &cmdutil.FlagError{Err: errors.New("--key-file is required: the fee payer's private key (hex or keystore JSON, mode 0600)")}
 			}
 			if opts.TokenAddress != "" && !common.IsHexAddress(opts.TokenAddress) {
-				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --token-address %q: want the token contract's 0x-prefixed address", opts.TokenAddress)}
+				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --asset %q: want the token contract's 0x-prefixed address", opts.TokenAddress)}
 			}
 			if opts.TokenAddress == "" {
-				for _, name := range []string{"token-name", "token-version", "token-decimals", "token-symbol"} {
+				for _, name := range []string{"eip712-name", "eip712-version", "asset-decimals", "asset-symbol"} {
 					if cmd.Flags().Changed(name) {
-						return &cmdutil.FlagError{Err: fmt.Errorf("--%s needs --token-address: the token contract it describes", name)}
+						return &cmdutil.FlagError{Err: fmt.Errorf("--%s needs --asset: the token contract it describes", name)}
 					}
 				}
 			}
@@ -140,24 +140,27 @@ domain (--token-name, --token-version) and decimals.`,
 	fl.StringVar(&opts.RPCURL, "rpc", "", "JSON-RPC URL of a node of the chain (http or https)")
 	fl.StringVar(&opts.Chain, "chain", "", "chain to settle on: name or CAIP-2 id (base, base-sepolia, eip155:8453, dev, ...)")
 	fl.StringVar(&opts.KeyFile, "key-file", "", "fee payer's private key: 64 hex digits or a keystore JSON, mode 0600")
-	fl.StringVar(&opts.PassphraseEnv, "key-passphrase-env", "", "environment variable holding the keystore passphrase")
-	fl.StringVar(&opts.PassphraseFile, "key-passphrase-file", "", "file whose first line is the keystore passphrase")
-	// The names obol buy uses for the same thing.
-	fl.StringVar(&opts.PassphraseEnv, "passphrase-env", "", "same as --key-passphrase-env")
-	fl.StringVar(&opts.PassphraseFile, "passphrase-file", "", "same as --key-passphrase-file")
+	fl.StringVar(&opts.PassphraseEnv, "passphrase-env", "", "environment variable holding the keystore passphrase")
+	fl.StringVar(&opts.PassphraseFile, "passphrase-file", "", "file whose first line is the keystore passphrase")
+	cmdutil.AliasFlag(fl, "key-passphrase-env", "passphrase-env", f.IO.ErrOut)
+	cmdutil.AliasFlag(fl, "key-passphrase-file", "passphrase-file", f.IO.ErrOut)
 	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:4021", "address to listen on")
-	fl.StringVar(&opts.TokenAddress, "token-address", "", "register this EIP-3009 token on the chain (required for the dev chain)")
-	fl.StringVar(&opts.TokenName, "token-name", evm.DevTokenName, "EIP-712 domain name of --token-address")
-	fl.StringVar(&opts.TokenVersion, "token-version", evm.DevTokenVersion, "EIP-712 domain version of --token-address")
-	fl.Uint8Var(&opts.TokenDecimals, "token-decimals", 6, "decimals of --token-address")
-	fl.StringVar(&opts.TokenSymbol, "token-symbol", evm.DevTokenSymbol, "symbol of --token-address")
+	fl.StringVar(&opts.TokenAddress, "asset", "", "register this EIP-3009 token on the chain (required for the dev chain)")
+	fl.StringVar(&opts.TokenName, "eip712-name", evm.DevTokenName, "EIP-712 domain name of --asset")
+	fl.StringVar(&opts.TokenVersion, "eip712-version", evm.DevTokenVersion, "EIP-712 domain version of --asset")
+	fl.Uint8Var(&opts.TokenDecimals, "asset-decimals", 6, "decimals of --asset")
+	fl.StringVar(&opts.TokenSymbol, "asset-symbol", evm.DevTokenSymbol, "symbol of --asset")
+	for old, name := range map[string]string{"token-address": "asset", "token-name": "eip712-name",
+		"token-version": "eip712-version", "token-decimals": "asset-decimals", "token-symbol": "asset-symbol"} {
+		cmdutil.AliasFlag(fl, old, name, f.IO.ErrOut)
+	}
 	fl.DurationVar(&opts.RPCTimeout, "rpc-timeout", facilitator.DefaultRPCTimeout, "timeout of each JSON-RPC call")
 	fl.DurationVar(&opts.ReceiptTimeout, "receipt-timeout", facilitator.DefaultReceiptTimeout, "how long to wait for a settlement's receipt")
 	fl.DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", time.Minute, "how long to let running settlements finish on Ctrl-C / SIGTERM")
 	return cmd
 }
 
-// registerToken adds --token-address to the registry, or checks that the
+// registerToken adds --asset to the registry, or checks that the
 // chain has a token when none is given.
 func registerToken(reg *evm.Registry, opts *ServeOptions) (evm.Chain, error) {
 	chain, err := reg.Chain(opts.Chain)
@@ -167,9 +170,9 @@ func registerToken(reg *evm.Registry, opts *ServeOptions) (evm.Chain, error) {
 	if opts.TokenAddress == "" {
 		if toks, _ := reg.Tokens(chain.CAIP2); len(toks) == 0 {
 			if chain.Dev {
-				return chain, &cmdutil.FlagError{Err: fmt.Errorf("--chain %s is the development chain, whose token obol cannot know in advance: pass --token-address (the Token line of `obol dev chain`)", opts.Chain)}
+				return chain, &cmdutil.FlagError{Err: fmt.Errorf("--chain %s is the development chain, whose token obol cannot know in advance: pass --asset (the Token line of `obol dev chain`)", opts.Chain)}
 			}
-			return chain, &cmdutil.FlagError{Err: fmt.Errorf("no token is known on %s: pass --token-address with --token-name/--token-version/--token-decimals", chain.Name)}
+			return chain, &cmdutil.FlagError{Err: fmt.Errorf("no token is known on %s: pass --asset with --eip712-name/--eip712-version/--asset-decimals", chain.Name)}
 		}
 		return chain, nil
 	}
@@ -179,7 +182,7 @@ func registerToken(reg *evm.Registry, opts *ServeOptions) (evm.Chain, error) {
 		TransferMethod: "eip3009",
 	}
 	if tok.EIP712Name == "" || tok.EIP712Version == "" {
-		return chain, &cmdutil.FlagError{Err: errors.New("--token-name and --token-version must not be empty: they are the token's EIP-712 domain, which buyers sign")}
+		return chain, &cmdutil.FlagError{Err: errors.New("--eip712-name and --eip712-version must not be empty: they are the token's EIP-712 domain, which buyers sign")}
 	}
 	if chain.Dev {
 		reg.SetDevChain(chain.ChainID, tok)

@@ -30,7 +30,7 @@ func parse(t *testing.T, args ...string) (*ServeOptions, error) {
 }
 
 func TestServeFlags(t *testing.T) {
-	o, err := parse(t, "--rpc", "http://127.0.0.1:8545", "--chain", "dev", "--key-file", "k", "--token-address", "0x5FbDB2315678afecb367f032d93F642f64180aa3", "--token-name", "USD Coin")
+	o, err := parse(t, "--rpc", "http://127.0.0.1:8545", "--chain", "dev", "--key-file", "k", "--asset", "0x5FbDB2315678afecb367f032d93F642f64180aa3", "--eip712-name", "USD Coin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +45,8 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"--chain", "dev", "--key-file", "k"}, "--rpc is required"},
 		{[]string{"--rpc", "http://x", "--key-file", "k"}, "--chain is required"},
 		{[]string{"--rpc", "http://x", "--chain", "base"}, "--key-file is required"},
-		{[]string{"--rpc", "http://x", "--chain", "base", "--key-file", "k", "--token-address", "nope"}, "invalid --token-address"},
-		{[]string{"--rpc", "http://x", "--chain", "base", "--key-file", "k", "--token-name", "X"}, "needs --token-address"},
+		{[]string{"--rpc", "http://x", "--chain", "base", "--key-file", "k", "--asset", "nope"}, "invalid --asset"},
+		{[]string{"--rpc", "http://x", "--chain", "base", "--key-file", "k", "--eip712-name", "X"}, "needs --asset"},
 	} {
 		if _, err := parse(t, c.args...); err == nil || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%v: err %v, want %q", c.args, err, c.msg)
@@ -57,8 +57,8 @@ func TestServeFlags(t *testing.T) {
 func TestDevChainNeedsTokenAddress(t *testing.T) {
 	ios, _, _, _ := cmdutil.Test()
 	err := serveRun(context.Background(), &ServeOptions{IO: ios, Logger: func() *slog.Logger { return nil }, RPCURL: "http://127.0.0.1:1", Chain: "dev", KeyFile: "k", Registry: evm.NewRegistry()})
-	if err == nil || !strings.Contains(err.Error(), "--token-address") {
-		t.Fatalf("err %v, want it to ask for --token-address", err)
+	if err == nil || !strings.Contains(err.Error(), "--asset") {
+		t.Fatalf("err %v, want it to ask for --asset", err)
 	}
 }
 
