@@ -294,15 +294,32 @@ func (s *Stack) Payer() *buyer.Payer {
 }
 
 // Call is the outcome of one paid call.
+// Its body, payment and receipt have the shapes of `obol buy pay -o json`.
 type Call struct {
-	N           int           `json:"n"`
-	URL         string        `json:"url"`
-	Status      int           `json:"status"`
-	Amount      string        `json:"amount"` // "0.001 USDC"
-	Transaction string        `json:"transaction"`
-	Payer       string        `json:"payer"`
-	Elapsed     time.Duration `json:"elapsedNs"`
-	Body        string        `json:"body"`
+	N       int                `json:"n"`
+	URL     string             `json:"url"`
+	Status  int                `json:"status"`
+	Body    any                `json:"body"`
+	Payment *buyer.PaymentView `json:"payment"`
+	Receipt *buyer.Receipt     `json:"receipt"`
+	Elapsed time.Duration      `json:"elapsedNs"`
+}
+
+// Amount is what the call paid for display, e.g. "0.001 USDC"; "" when
+// nothing was asked.
+func (c Call) Amount() string {
+	if c.Payment == nil {
+		return ""
+	}
+	return c.Payment.Amount + " " + c.Payment.Symbol
+}
+
+// Transaction is the settlement's transaction hash, "" without one.
+func (c Call) Transaction() string {
+	if c.Receipt == nil {
+		return ""
+	}
+	return c.Receipt.Transaction
 }
 
 var demoCities = []string{"Lisbon", "Nairobi", "Tokyo", "Lima", "Berlin", "Montreal", "Auckland"}
@@ -325,19 +342,14 @@ func (s *Stack) Pay(ctx context.Context, n int, each func(Call)) ([]Call, error)
 		if err != nil {
 			return calls, fmt.Errorf("paid call %d of %d: %w", i, n, err)
 		}
-		c := Call{N: i, URL: u, Status: res.Status, Elapsed: time.Since(began), Body: strings.TrimSpace(string(res.Body))}
-		if res.Quote != nil {
-			c.Amount = res.Quote.Display()
-		}
-		if res.Receipt != nil {
-			c.Transaction, c.Payer = res.Receipt.Transaction, res.Receipt.Payer
-		}
+		c := Call{N: i, URL: u, Status: res.Status, Elapsed: time.Since(began), Body: buyer.BodyValue(res.Body),
+			Payment: res.View(), Receipt: res.Receipt}
 		calls = append(calls, c)
 		if each != nil {
 			each(c)
 		}
 		if !res.Paid() {
-			return calls, fmt.Errorf("paid call %d of %d: HTTP %d without a settled payment: %s", i, n, res.Status, c.Body)
+			return calls, fmt.Errorf("paid call %d of %d: HTTP %d without a settled payment: %s", i, n, res.Status, strings.TrimSpace(string(res.Body)))
 		}
 	}
 	return calls, nil

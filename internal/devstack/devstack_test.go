@@ -109,7 +109,7 @@ func TestDevStackLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seen != 4 || len(calls) != 4 || calls[3].Status != 200 || calls[3].Amount != "0.001 USDC" || len(calls[3].Transaction) != 66 {
+	if seen != 4 || len(calls) != 4 || calls[3].Status != 200 || calls[3].Amount() != "0.001 USDC" || len(calls[3].Transaction()) != 66 {
 		t.Fatalf("calls %+v", calls)
 	}
 

@@ -158,32 +158,13 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 
 // payOutput is the -o json/yaml document.
 type payOutput struct {
-	URL     string         `json:"url"`
-	Status  int            `json:"status"`
-	DryRun  bool           `json:"dryRun,omitempty"`
-	Body    any            `json:"body"`
-	Payment *paymentOutput `json:"payment"`
-	Receipt *buyer.Receipt `json:"receipt"`
-	Error   string         `json:"error,omitempty"`
-}
-
-type paymentOutput struct {
-	Version      int    `json:"x402Version"`
-	Scheme       string `json:"scheme"`
-	Network      string `json:"network"`
-	Chain        string `json:"chain"`
-	Asset        string `json:"asset"`
-	Symbol       string `json:"symbol"`
-	Decimals     uint8  `json:"decimals"`
-	Amount       string `json:"amount"`
-	AmountAtomic string `json:"amountAtomic"`
-	PayTo        string `json:"payTo"`
-	Signed       bool   `json:"signed"`
-	Header       string `json:"header,omitempty"`
-	From         string `json:"from,omitempty"`
-	Nonce        string `json:"nonce,omitempty"`
-	ValidAfter   string `json:"validAfter,omitempty"`
-	ValidBefore  string `json:"validBefore,omitempty"`
+	URL     string             `json:"url"`
+	Status  int                `json:"status"`
+	DryRun  bool               `json:"dryRun,omitempty"`
+	Body    any                `json:"body"`
+	Payment *buyer.PaymentView `json:"payment"`
+	Receipt *buyer.Receipt     `json:"receipt"`
+	Error   string             `json:"error,omitempty"`
 }
 
 func payRun(ctx context.Context, opts *PayOptions) error {
@@ -361,11 +342,9 @@ func report(opts *PayOptions, res *buyer.Result, payErr error) error {
 	out := payOutput{URL: opts.URL, DryRun: opts.DryRun}
 	if res != nil {
 		out.Status = res.Status
-		out.Body = bodyValue(res.Body)
+		out.Body = buyer.BodyValue(res.Body)
 		out.Receipt = res.Receipt
-		if res.Quote != nil {
-			out.Payment = paymentInfo(res)
-		}
+		out.Payment = res.View()
 	}
 	err := classify(opts, res, payErr)
 	if err != nil {
@@ -459,26 +438,4 @@ func classify(opts *PayOptions, res *buyer.Result, err error) error {
 		fmt.Fprintln(opts.IO.ErrOut, "Warning: the server served the request without a successful settlement receipt.")
 	}
 	return nil
-}
-
-func paymentInfo(res *buyer.Result) *paymentOutput {
-	q := res.Quote
-	p := &paymentOutput{
-		Version: q.Version, Scheme: q.Requirement.Scheme, Network: q.Chain.CAIP2, Chain: q.Chain.Name,
-		Asset: q.Token.Address.Hex(), Symbol: q.Token.Symbol, Decimals: q.Token.Decimals,
-		Amount: evm.FormatAmount(q.Amount, q.Token.Decimals), AmountAtomic: q.Amount.String(), PayTo: q.PayTo.Hex(),
-	}
-	if s := res.Signed; s != nil {
-		p.Signed, p.Header, p.From, p.Nonce, p.ValidAfter, p.ValidBefore = true, s.Header, s.From, s.Nonce, s.ValidAfter, s.ValidBefore
-	}
-	return p
-}
-
-// bodyValue embeds a JSON body as JSON and anything else as a string.
-func bodyValue(b []byte) any {
-	t := bytes.TrimSpace(b)
-	if len(t) > 0 && json.Valid(t) {
-		return json.RawMessage(t)
-	}
-	return string(b)
 }

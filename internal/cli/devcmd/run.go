@@ -132,7 +132,7 @@ func devRun(opts *RunOptions) error {
 		fmt.Fprintf(out, "\nPaying %d call%s as %s (%s), via the same code as `obol buy pay`:\n", opts.Pay, plural(opts.Pay), stack.Buyer.Name, stack.Buyer.Address.Hex())
 		calls, err = stack.Pay(ctx, opts.Pay, func(c devstack.Call) {
 			path := strings.TrimPrefix(c.URL, stack.VerifierURL)
-			fmt.Fprintf(out, "  #%-3d GET %-28s %d  paid %s  tx %s  %4dms\n", c.N, path, c.Status, c.Amount, c.Transaction, c.Elapsed.Milliseconds())
+			fmt.Fprintf(out, "  #%-3d GET %-28s %d  paid %s  tx %s  %4dms\n", c.N, path, c.Status, c.Amount(), c.Transaction(), c.Elapsed.Milliseconds())
 		})
 		if err != nil {
 			return fmt.Errorf("obol dev: %w", err)

@@ -99,6 +99,35 @@ func TestDevJSON(t *testing.T) {
 		doc.Earnings.Offers[0].Revenue[0].Lifetime != "0.002" || doc.Stack.VerifierURL == "" {
 		t.Fatalf("document %s", out)
 	}
+	// Calls print body, payment and receipt as `obol buy pay -o json` does.
+	var raw struct {
+		Calls []map[string]json.RawMessage `json:"calls"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	var pay struct {
+		Amount       string `json:"amount"`
+		AmountAtomic string `json:"amountAtomic"`
+		Symbol       string `json:"symbol"`
+		Network      string `json:"network"`
+		Signed       bool   `json:"signed"`
+	}
+	var receipt struct {
+		Success     bool   `json:"success"`
+		Transaction string `json:"transaction"`
+	}
+	c := raw.Calls[0]
+	if err := json.Unmarshal(c["payment"], &pay); err != nil || pay.Amount != "0.001" || pay.AmountAtomic != "1000" ||
+		pay.Symbol != "USDC" || pay.Network != "eip155:1337" || !pay.Signed {
+		t.Errorf("calls[0].payment = %s (%v), want buy pay's payment shape", c["payment"], err)
+	}
+	if err := json.Unmarshal(c["receipt"], &receipt); err != nil || !receipt.Success || len(receipt.Transaction) != 66 {
+		t.Errorf("calls[0].receipt = %s (%v), want buy pay's receipt shape", c["receipt"], err)
+	}
+	if b := bytes.TrimSpace(c["body"]); len(b) == 0 || b[0] != '{' {
+		t.Errorf("calls[0].body = %s, want the upstream's JSON embedded as JSON", c["body"])
+	}
 	if !bytes.Contains(errOut.Bytes(), []byte("✓ verifier")) {
 		t.Fatalf("progress should go to stderr with -o json:\n%s", errOut)
 	}
