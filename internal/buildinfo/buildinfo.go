@@ -23,12 +23,15 @@ type Info struct {
 }
 
 // Get returns the build information, falling back to the VCS data the Go
-// toolchain records when the link-time values were not set.
+// toolchain records when the link-time values were not set or are a
+// placeholder: GoReleaser stamps "none" when it cannot read the repository
+// (in a snapshot of a clone without a remote, for one), although the
+// toolchain still recorded the commit it built.
 func Get() Info {
 	info := Info{
 		Version:   Version,
-		Commit:    Commit,
-		BuildDate: Date,
+		Commit:    known(Commit),
+		BuildDate: known(Date),
 		GoVersion: runtime.Version(),
 		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
 	}
@@ -53,4 +56,14 @@ func Get() Info {
 		info.BuildDate = "unknown"
 	}
 	return info
+}
+
+// known returns v, or "" for the placeholders release tools stamp when they
+// do not know the value.
+func known(v string) string {
+	switch v {
+	case "none", "unknown", "<no value>":
+		return ""
+	}
+	return v
 }

@@ -29,3 +29,16 @@ func TestGetNeverEmpty(t *testing.T) {
 		t.Errorf("Get() = %+v: commit and build date must fall back to a value", got)
 	}
 }
+
+func TestGetReplacesPlaceholders(t *testing.T) {
+	saved := [3]string{Version, Commit, Date}
+	t.Cleanup(func() { Version, Commit, Date = saved[0], saved[1], saved[2] })
+
+	for _, p := range []string{"none", "<no value>"} {
+		Commit, Date = p, p
+		got := Get()
+		if got.Commit == p || got.BuildDate == p {
+			t.Errorf("Commit=Date=%q: Get() = %+v, want the toolchain's values or \"unknown\" for both", p, got)
+		}
+	}
+}
