@@ -92,7 +92,22 @@ type RouteSpec struct {
 	OfferNamespace    string            `yaml:"offerNamespace" json:"offerNamespace,omitempty"`
 	OfferName         string            `yaml:"offerName" json:"offerName,omitempty"`
 	MaxTimeoutSeconds int               `yaml:"maxTimeoutSeconds" json:"maxTimeoutSeconds,omitempty"`
+	// Settle is when a paid request is settled in proxy mode:
+	// after-response (default) or on-headers.
+	Settle string `yaml:"settle" json:"settle,omitempty"`
 }
+
+// Settlement modes of a paid route in proxy mode.
+const (
+	// SettleAfterResponse reads the whole upstream answer (bounded by
+	// maxResponseBytes), settles when its status is below 400, then sends
+	// it: the buyer never pays for an answer that failed midway.
+	SettleAfterResponse = "after-response"
+	// SettleOnHeaders settles as soon as the upstream's status and headers
+	// arrive with a status below 400, then streams the body with flushing:
+	// for event streams and streamed completions.
+	SettleOnHeaders = "on-headers"
+)
 
 // UpstreamAuthSpec adds a header to every request forwarded upstream, its
 // value read from an environment variable or a file (a mounted Secret). The
@@ -182,8 +197,12 @@ type Route struct {
 	MaxTimeout  int
 	Upstream    *url.URL // the route's or the global upstream; nil when none
 	StripPrefix bool
-	authHeader  string
-	authValue   string
+	// SettleOnHeaders: settle when the upstream's headers arrive and
+	// stream the body (settle: on-headers); else settle after the whole
+	// answer (after-response).
+	SettleOnHeaders bool
+	authHeader      string
+	authValue       string
 
 	amountStr string
 }
@@ -554,6 +573,13 @@ func (c *compiler) route(p string, i int, rs *RouteSpec, cfg *Config, g globals,
 	}
 	if a := rs.UpstreamAuth; a != nil {
 		r.authHeader, r.authValue = c.upstreamAuth(p+".upstreamAuth", a)
+	}
+	switch rs.Settle {
+	case "", SettleAfterResponse:
+	case SettleOnHeaders:
+		r.SettleOnHeaders = true
+	default:
+		c.fail(p+".settle", "%q: use after-response (settle after the whole answer, the default) or on-headers (settle when the upstream's headers arrive, then stream)", rs.Settle)
 	}
 	return r
 }

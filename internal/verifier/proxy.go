@@ -75,7 +75,11 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	defer pm.finish()
-	s.forward(s.paidProxy, w, r, &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes})
+	p := s.paidProxy
+	if route.SettleOnHeaders {
+		p = s.streamProxy
+	}
+	s.forward(p, w, r, &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes})
 }
 
 func (s *Server) forward(p *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, pc *proxyCtx) {
@@ -110,13 +114,18 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// modifyPaid settles after a successful upstream answer (already buffered
-// by bufferingTransport, so nothing has reached the buyer yet).
+// modifyPaid settles after a successful upstream answer: buffered by
+// bufferingTransport (settle: after-response), or only its status and
+// headers (settle: on-headers). Nothing has reached the buyer yet; when
+// settlement fails the proxy answers with the error and drops the body.
 func (s *Server) modifyPaid(res *http.Response) error {
 	exposePaymentHeaders(res.Header)
 	pc := proxyCtxOf(res.Request)
 	if pc == nil || pc.pay == nil {
 		return nil
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return errUpgradeOnPaid
 	}
 	if res.StatusCode >= 400 {
 		s.log.Info("upstream answered an error; passed through, buyer not charged", "offer", pc.route.Offer.Name, "status", res.StatusCode)

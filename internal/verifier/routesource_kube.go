@@ -277,5 +277,6 @@ func OfferRoute(reg *evm.Registry, o *v1alpha1.ServiceOffer) (RouteSpec, error) 
 		OfferNamespace:    o.Namespace,
 		OfferName:         o.Name,
 		MaxTimeoutSeconds: int(o.Spec.Payment.MaxTimeoutSeconds),
+		Settle:            string(o.EffectiveSettle()),
 	}, nil
 }

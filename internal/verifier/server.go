@@ -84,9 +84,10 @@ type Server struct {
 	state   atomic.Pointer[state]
 	applyMu sync.Mutex
 
-	paidProxy *httputil.ReverseProxy
-	freeProxy *httputil.ReverseProxy
-	metricsH  http.Handler
+	paidProxy   *httputil.ReverseProxy // settle: after-response
+	streamProxy *httputil.ReverseProxy // settle: on-headers
+	freeProxy   *httputil.ReverseProxy
+	metricsH    http.Handler
 }
 
 type state struct {
@@ -121,6 +122,15 @@ func New(opts Options) (*Server, error) {
 		Transport:      &bufferingTransport{base: opts.Transport},
 		ModifyResponse: s.modifyPaid,
 		ErrorHandler:   s.proxyError,
+	}
+	// on-headers: modifyPaid settles when the status and headers arrive;
+	// the body then streams, flushed at every write.
+	s.streamProxy = &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      opts.Transport,
+		ModifyResponse: s.modifyPaid,
+		ErrorHandler:   s.proxyError,
+		FlushInterval:  -1,
 	}
 	// Free answers stream with ReverseProxy's default flushing: buffered
 	// writes, except that text/event-stream answers and answers of unknown

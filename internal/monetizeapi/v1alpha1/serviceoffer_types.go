@@ -17,6 +17,21 @@ const (
 	OfferTypeInference OfferType = "inference"
 )
 
+// SettleMode is when the verifier settles a paid request.
+// +kubebuilder:validation:Enum=after-response;on-headers
+type SettleMode string
+
+// Settlement modes.
+const (
+	// SettleAfterResponse: read the whole upstream answer, settle when its
+	// status is below 400, then send it.
+	SettleAfterResponse SettleMode = "after-response"
+	// SettleOnHeaders: settle when the upstream's status and headers
+	// arrive with a status below 400, then stream the body as it comes
+	// (event streams, streamed chat completions).
+	SettleOnHeaders SettleMode = "on-headers"
+)
+
 // PaymentScheme is the x402 payment scheme. Only "exact" exists today.
 // +kubebuilder:validation:Enum=exact
 type PaymentScheme string
@@ -199,6 +214,13 @@ type ServiceOfferSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Description string `json:"description,omitempty"`
+	// Settle is when the verifier settles a paid request: after-response
+	// (the whole answer is read first; the buyer never pays for an answer
+	// that failed midway) or on-headers (settled when the upstream's status
+	// and headers arrive below 400, then streamed). Unset: on-headers for
+	// inference offers, after-response for the others.
+	// +optional
+	Settle SettleMode `json:"settle,omitempty"`
 }
 
 // ServiceOfferStatus is what the controller observed.
@@ -247,6 +269,18 @@ type ServiceOfferList struct {
 // IsPaused reports whether the offer carries obol.org/paused: "true".
 func (o *ServiceOffer) IsPaused() bool {
 	return o.Annotations[PausedAnnotation] == "true"
+}
+
+// EffectiveSettle is spec.settle, or the type's default when unset:
+// on-headers for inference, after-response otherwise.
+func (o *ServiceOffer) EffectiveSettle() SettleMode {
+	switch {
+	case o.Spec.Settle != "":
+		return o.Spec.Settle
+	case o.Spec.Type == OfferTypeInference:
+		return SettleOnHeaders
+	}
+	return SettleAfterResponse
 }
 
 // EffectivePath is spec.path, or /services/<name> when unset.
