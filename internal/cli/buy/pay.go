@@ -28,6 +28,8 @@ const (
 	ExitFailed   = 1 // the request failed or the server answered ≥ 400
 	ExitRefused  = 3 // the payment policy refused every way to pay; nothing signed
 	ExitRejected = 4 // the server answered 402 again after the payment
+	// ExitUnconfirmed: the seller's receipt does not check out on chain.
+	ExitUnconfirmed = 5
 )
 
 // PassphraseEnvDefault is the variable read for a keystore's passphrase
@@ -59,6 +61,16 @@ type PayOptions struct {
 	// named it (then it must exist).
 	DevStack         string
 	DevStackExplicit bool
+
+	// RPCURL is a JSON-RPC endpoint of the payment's chain; Confirm checks
+	// the seller's receipt there. ConfirmSet says --confirm was given
+	// (otherwise it is on exactly when an RPC URL is known for the chain).
+	RPCURL      string
+	Confirm     bool
+	ConfirmSet  bool
+	ConfirmWait time.Duration
+	// devRPC is the dev stack's RPC URL, for its chain (devChain).
+	devRPC, devChain string
 
 	TokenAddress  string
 	TokenName     string
@@ -104,8 +116,16 @@ pass --chain with --asset/--eip712-name/--eip712-version/--asset-decimals.
 The authorization is valid from now-600s (clock skew) until now plus the
 requirement's maxTimeoutSeconds, with a random 32-byte nonce.
 
+The seller's receipt is its word until checked: with --confirm (on by
+default when an RPC URL of the chain is known: --rpc-url, or the obol dev
+stack file for its chain) the transaction is looked up and must be a
+successful transfer of exactly the amount signed, from you to the payee,
+spending the authorization sent. Unchecked, the output says "The seller
+reports it settled" rather than "Paid".
+
 Exit status: 0 paid or free 2xx; 1 request failed or HTTP >= 400; 2 bad
-flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
+flags; 3 refused to pay (nothing signed); 4 the server rejected the payment;
+5 the seller's receipt does not check out on chain.`,
 		Example: `  # pay the running ` + "`obol dev`" + ` demo (it prints the buyer key file)
   obol buy pay 'http://127.0.0.1:8080/weather?city=Paris' --key-file ~/.cache/obol/dev/keys/buyer-1.key --max-amount 0.01
 
@@ -121,6 +141,7 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 			opts.Output = f.Global.Output
 			opts.Now = f.Now
 			opts.DevStackExplicit = cmd.Flags().Changed("dev-stack")
+			opts.ConfirmSet = cmd.Flags().Changed("confirm")
 			if opts.DevStack == "" && !opts.DevStackExplicit {
 				opts.DevStack = stackfile.DefaultPath()
 			}
@@ -143,6 +164,9 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment.`,
 	fl.StringVar(&opts.Network, "chain", "", "only pay on this chain (name such as base-sepolia, or CAIP-2 such as eip155:84532)")
 	fl.StringSliceVar(&opts.AllowPayTo, "allow-pay-to", nil, "only pay these addresses (repeatable or comma-separated)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "show what would be paid and stop: sign and send nothing")
+	fl.StringVar(&opts.RPCURL, "rpc-url", "", "JSON-RPC URL of the payment's chain, to check the seller's receipt (see --confirm)")
+	fl.BoolVar(&opts.Confirm, "confirm", false, "check the seller's receipt on chain: a transfer of the amount signed, from you to the payee, spending the authorization sent (default on when an RPC URL is known: --rpc-url, or the obol dev stack for its chain)")
+	fl.DurationVar(&opts.ConfirmWait, "confirm-timeout", time.Minute, "how long --confirm waits for the transaction to be mined")
 	fl.StringVar(&opts.DevStack, "dev-stack", "", "stack file of a running obol dev (default $OBOL_DEV_STACK or ~/.cache/obol/dev/stack.json, read when present)")
 	fl.StringVar(&opts.TokenAddress, "asset", "", "register a token not in obol's registry on --chain: its contract address")
 	fl.StringVar(&opts.TokenName, "eip712-name", "", "the token's EIP-712 domain name (with --asset)")
@@ -164,7 +188,9 @@ type payOutput struct {
 	Body    any                `json:"body"`
 	Payment *buyer.PaymentView `json:"payment"`
 	Receipt *buyer.Receipt     `json:"receipt"`
-	Error   string             `json:"error,omitempty"`
+	// Confirmed is set when the receipt was checked on chain and holds.
+	Confirmed *buyer.Confirmation `json:"confirmed,omitempty"`
+	Error     string              `json:"error,omitempty"`
 }
 
 func payRun(ctx context.Context, opts *PayOptions) error {
@@ -186,7 +212,38 @@ func payRun(ctx context.Context, opts *PayOptions) error {
 	} else {
 		res, err = payer.Do(ctx, req)
 	}
-	return report(opts, res, err)
+	var chk *check
+	if err == nil && res != nil && res.Signed != nil && res.Receipt != nil && res.Receipt.Success && res.Status < 400 {
+		chk = confirm(ctx, opts, res)
+	}
+	return report(opts, res, err, chk)
+}
+
+// check is the outcome of checking a receipt on chain; nil: not checked.
+type check struct {
+	confirmed *buyer.Confirmation
+	err       error
+}
+
+// confirm checks the receipt when --confirm is on (by default, when an RPC
+// URL is known for the payment's chain).
+func confirm(ctx context.Context, opts *PayOptions, res *buyer.Result) *check {
+	rpc := opts.RPCURL
+	if rpc == "" && opts.devRPC != "" && opts.devChain == res.Quote.Chain.CAIP2 {
+		rpc = opts.devRPC
+	}
+	on := rpc != ""
+	if opts.ConfirmSet {
+		on = opts.Confirm
+	}
+	if !on {
+		return nil
+	}
+	if rpc == "" {
+		return &check{err: fmt.Errorf("%w: --confirm needs an RPC URL of %s (--rpc-url)", buyer.ErrUnconfirmed, res.Quote.Chain.Name)}
+	}
+	c, err := buyer.Confirm(ctx, rpc, res, opts.ConfirmWait)
+	return &check{confirmed: c, err: err}
 }
 
 func buildPayer(opts *PayOptions) (*buyer.Payer, error) {
@@ -254,6 +311,7 @@ func loadDevStack(opts *PayOptions, reg *evm.Registry) error {
 		return fmt.Errorf("--dev-stack: %w", err)
 	}
 	info.Register(reg)
+	opts.devRPC, opts.devChain = info.RPCURL, info.Chain.CAIP2
 	return nil
 }
 
@@ -338,7 +396,7 @@ func buildRequest(ctx context.Context, opts *PayOptions) (*http.Request, error) 
 	return req, nil
 }
 
-func report(opts *PayOptions, res *buyer.Result, payErr error) error {
+func report(opts *PayOptions, res *buyer.Result, payErr error, chk *check) error {
 	out := payOutput{URL: opts.URL, DryRun: opts.DryRun}
 	if res != nil {
 		out.Status = res.Status
@@ -347,6 +405,16 @@ func report(opts *PayOptions, res *buyer.Result, payErr error) error {
 		out.Payment = res.View()
 	}
 	err := classify(opts, res, payErr)
+	if err == nil && chk != nil {
+		if chk.err != nil {
+			code := ExitUnconfirmed
+			if !errors.Is(chk.err, buyer.ErrUnconfirmed) {
+				code = ExitFailed // could not ask the chain
+			}
+			err = &cmdutil.ExitError{Code: code, Err: fmt.Errorf("the seller reports the payment settled, but: %w", chk.err)}
+		}
+		out.Confirmed = chk.confirmed
+	}
 	if err != nil {
 		out.Error = err.Error()
 	}
@@ -379,16 +447,20 @@ func report(opts *PayOptions, res *buyer.Result, payErr error) error {
 		}
 	}
 	if res.Signed != nil && res.Quote != nil {
-		printReceipt(w, res)
+		printReceipt(w, res, chk)
 	}
 	return err
 }
 
-func printReceipt(w io.Writer, res *buyer.Result) {
+func printReceipt(w io.Writer, res *buyer.Result, chk *check) {
 	q, s, r := res.Quote, res.Signed, res.Receipt
 	switch {
+	case r != nil && r.Success && res.Status < 400 && chk != nil && chk.confirmed != nil:
+		fmt.Fprintf(w, "Paid %s to %s on %s (%s), confirmed on chain in block %d\n", q.Display(), q.PayTo.Hex(), q.Chain.Name, q.Chain.CAIP2, chk.confirmed.Block)
+	case r != nil && r.Success && res.Status < 400 && chk != nil:
+		fmt.Fprintf(w, "The seller reports it settled %s to %s on %s (%s), but its receipt does NOT check out on chain\n", q.Display(), q.PayTo.Hex(), q.Chain.Name, q.Chain.CAIP2)
 	case r != nil && r.Success && res.Status < 400:
-		fmt.Fprintf(w, "Paid %s to %s on %s (%s)\n", q.Display(), q.PayTo.Hex(), q.Chain.Name, q.Chain.CAIP2)
+		fmt.Fprintf(w, "The seller reports it settled %s to %s on %s (%s); not checked on chain (pass --rpc-url to check)\n", q.Display(), q.PayTo.Hex(), q.Chain.Name, q.Chain.CAIP2)
 	case r != nil && !r.Success:
 		fmt.Fprintf(w, "Payment of %s to %s on %s NOT settled: %s %s\n", q.Display(), q.PayTo.Hex(), q.Chain.Name, r.ErrorReason, r.ErrorMessage)
 	default:

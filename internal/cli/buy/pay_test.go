@@ -140,7 +140,7 @@ func TestPaysV1AndV2(t *testing.T) {
 			t.Fatalf("v%d stdout %q", version, r.out)
 		}
 		for _, want := range []string{
-			"Paid 0.001 USDC to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C on base-sepolia (eip155:84532)",
+			"The seller reports it settled 0.001 USDC to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C on base-sepolia (eip155:84532)",
 			"transaction  0x", "payer        " + addr.Hex(), "x402         version " + string(rune('0'+version)) + " (" + x402.PaymentHeaderName(version) + ")",
 		} {
 			if !strings.Contains(r.errOut, want) {
@@ -316,7 +316,7 @@ func TestDevStackFile(t *testing.T) {
 	}
 	t.Setenv(stackfile.EnvPath, path)
 	r = pay(t, srv.URL, "--key-file", key)
-	if r.err != nil || !strings.Contains(r.errOut, "Paid 0.001 USDC to "+payTo.Hex()+" on obol-dev (eip155:1337)") {
+	if r.err != nil || !strings.Contains(r.errOut, "The seller reports it settled 0.001 USDC to "+payTo.Hex()+" on obol-dev (eip155:1337)") {
 		t.Fatalf("with the stack file: %v\n%s", r.err, r.errOut)
 	}
 	if r := pay(t, srv.URL, "--key-file", key, "--dev-stack", filepath.Join(t.TempDir(), "gone.json")); r.err == nil || !strings.Contains(r.err.Error(), "is `obol dev` running?") {
