@@ -197,28 +197,30 @@ func TestVerifyAndSettleMoveBalancesBothVersions(t *testing.T) {
 	}
 }
 
-func TestReplayIsRefusedWithoutATransaction(t *testing.T) {
+func TestRepeatedSettleAnswersTheSameTransaction(t *testing.T) {
 	needChain(t)
 	env := newChainEnv(t, dev.RPCURL, nil)
 	ctx := context.Background()
 	vr := signed(t, x402.Version2, dev.Buyers[2].Key, devRequirement(), nil)
-	s, err := env.client.Settle(ctx, vr)
-	if err != nil || !s.Success {
-		t.Fatalf("first settle: %+v %v", s, err)
+	first, err := env.client.Settle(ctx, vr)
+	if err != nil || !first.Success {
+		t.Fatalf("first settle: %+v %v", first, err)
 	}
 	nonce := feePayerNonce(t)
 	sellerBefore := balance(t, dev.Seller.Address)
 
-	// Same server (its ledger), then a fresh one (the chain's record).
+	// Same server (its ledger), then a fresh one, as after a restart (the
+	// chain's record): the same transaction, nothing sent.
 	other := newChainEnv(t, dev.RPCURL, nil)
-	for _, e := range []*chainEnv{env, other} {
+	for i, e := range []*chainEnv{env, other} {
 		s, err := e.client.Settle(ctx, vr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Success || s.ErrorReason != x402.ReasonNonceAlreadyUsed || s.Transaction != "" || s.Network != dev.CAIP2() {
-			t.Errorf("replay: %+v, want nonce_already_used, no transaction, network set", s)
+		if !s.Success || s.Transaction != first.Transaction || s.Network != dev.CAIP2() {
+			t.Errorf("repeat %d: %+v, want success with %s", i, s, first.Transaction)
 		}
+		// Verify still refuses it: it is no new payment.
 		v, err := e.client.Verify(ctx, vr)
 		if err != nil {
 			t.Fatal(err)
@@ -228,50 +230,121 @@ func TestReplayIsRefusedWithoutATransaction(t *testing.T) {
 		}
 	}
 	if n := feePayerNonce(t); n != nonce {
-		t.Errorf("fee payer nonce moved from %d to %d: a transaction was sent for a replay", nonce, n)
+		t.Errorf("fee payer nonce moved from %d to %d: a transaction was sent for a repeat", nonce, n)
 	}
 	if balance(t, dev.Seller.Address).Cmp(sellerBefore) != 0 {
-		t.Error("seller balance moved on replay")
+		t.Error("seller balance moved on a repeat")
+	}
+}
+
+func TestSettleUnderAnotherKeyIsRefused(t *testing.T) {
+	needChain(t)
+	env := newChainEnv(t, dev.RPCURL, nil)
+	vr := signed(t, x402.Version2, dev.Buyers[2].Key, devRequirement(), nil)
+	k1 := x402.WithIdempotencyKey(context.Background(), "payment-1")
+	k2 := x402.WithIdempotencyKey(context.Background(), "payment-2")
+	first, err := env.client.Settle(k1, vr)
+	if err != nil || !first.Success {
+		t.Fatalf("first settle: %+v %v", first, err)
+	}
+	again, err := env.client.Settle(k1, vr)
+	if err != nil || !again.Success || again.Transaction != first.Transaction {
+		t.Fatalf("same key again: %+v %v, want %s", again, err, first.Transaction)
+	}
+	second, err := env.client.Settle(k2, vr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Success || second.ErrorReason != x402.ReasonNonceAlreadyUsed || !strings.Contains(second.ErrorMessage, "another request") {
+		t.Fatalf("another key: %+v, want nonce_already_used for another request", second)
+	}
+}
+
+func TestSettleOfANonceUsedBySomeoneElse(t *testing.T) {
+	needChain(t)
+	env := newChainEnv(t, dev.RPCURL, nil)
+	ctx := context.Background()
+	key := dev.Buyers[1].Key
+	vr := signed(t, x402.Version2, key, devRequirement(), nil)
+	p, _, err := x402.ParseVerifyRequest(vr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := common.HexToHash(p.Exact.Authorization.Nonce)
+	// The payer spends the same nonce on a transfer to someone else first.
+	elsewhere := devRequirement()
+	elsewhere.PayTo = dev.Buyers[0].Address.Hex()
+	ve := signed(t, x402.Version2, key, elsewhere, func(a *evm.Authorization, _ *evm.Domain) { a.Nonce = nonce })
+	s, err := env.client.Settle(ctx, ve)
+	if err != nil || !s.Success {
+		t.Fatalf("the other transfer: %+v %v", s, err)
+	}
+	txs := feePayerNonce(t)
+	for _, e := range []*chainEnv{env, newChainEnv(t, dev.RPCURL, nil)} {
+		got, err := e.client.Settle(ctx, vr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Success || got.ErrorReason != x402.ReasonNonceAlreadyUsed || !strings.Contains(got.ErrorMessage, s.Transaction) ||
+			!strings.Contains(got.ErrorMessage, "not this payment") {
+			t.Fatalf("settle of a nonce used elsewhere: %+v, want nonce_already_used naming %s", got, s.Transaction)
+		}
+	}
+	if feePayerNonce(t) != txs {
+		t.Error("a transaction was sent for a used nonce")
 	}
 }
 
 func TestConcurrentDuplicateSettlesSendOneTransaction(t *testing.T) {
 	needChain(t)
 	env := newChainEnv(t, dev.RPCURL, nil)
-	vr := signed(t, x402.Version2, dev.Buyers[3].Key, devRequirement(), nil)
-	nonce := feePayerNonce(t)
-	const n = 8
-	var wg sync.WaitGroup
-	results := make([]*x402.SettleResponse, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			s, err := env.client.Settle(context.Background(), vr)
-			if err != nil {
-				t.Error(err)
-				return
+	for _, keyed := range []bool{false, true} {
+		vr := signed(t, x402.Version2, dev.Buyers[3].Key, devRequirement(), nil)
+		nonce := feePayerNonce(t)
+		const n = 8
+		var wg sync.WaitGroup
+		results := make([]*x402.SettleResponse, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				ctx := context.Background()
+				if keyed {
+					ctx = x402.WithIdempotencyKey(ctx, fmt.Sprint("payment-", i))
+				}
+				s, err := env.client.Settle(ctx, vr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results[i] = s
+			}(i)
+		}
+		wg.Wait()
+		ok, hashes := 0, map[string]bool{}
+		for _, s := range results {
+			if s == nil {
+				continue
 			}
-			results[i] = s
-		}(i)
-	}
-	wg.Wait()
-	ok := 0
-	for _, s := range results {
-		if s == nil {
-			continue
+			if s.Success {
+				ok++
+				hashes[s.Transaction] = true
+			} else if s.ErrorReason != x402.ReasonNonceAlreadyUsed && s.ErrorReason != x402.ReasonAuthorizationInFlight {
+				t.Errorf("duplicate settle: %+v", s)
+			}
 		}
-		if s.Success {
-			ok++
-		} else if s.ErrorReason != x402.ReasonNonceAlreadyUsed && s.ErrorReason != x402.ReasonAuthorizationInFlight {
-			t.Errorf("duplicate settle: %+v", s)
+		// Without keys every request is the same caller asking again: all
+		// learn the one transaction. Under distinct keys only one succeeds.
+		want := n
+		if keyed {
+			want = 1
 		}
-	}
-	if ok != 1 {
-		t.Errorf("%d of %d duplicate settles succeeded, want exactly 1", ok, n)
-	}
-	if got := feePayerNonce(t); got != nonce+1 {
-		t.Errorf("fee payer sent %d transactions, want 1", got-nonce)
+		if ok != want || len(hashes) != 1 {
+			t.Errorf("keyed=%v: %d of %d duplicate settles succeeded with %d hashes, want %d with 1", keyed, ok, n, len(hashes), want)
+		}
+		if got := feePayerNonce(t); got != nonce+1 {
+			t.Errorf("keyed=%v: fee payer sent %d transactions, want 1", keyed, got-nonce)
+		}
 	}
 }
 

@@ -72,6 +72,7 @@ type Client struct {
 	base     *url.URL
 	hc       *http.Client
 	timeouts map[string]time.Duration
+	explicit map[string]bool // timeouts set by an option, not defaults
 }
 
 // ClientOption configures a Client.
@@ -91,16 +92,20 @@ func WithTimeout(d time.Duration) ClientOption {
 	return func(c *Client) {
 		for op := range c.timeouts {
 			c.timeouts[op] = d
+			c.explicit[op] = true
 		}
 	}
 }
 
 // WithOpTimeout sets the timeout of one operation (OpVerify, OpSettle,
-// OpSupported). Defaults: verify 10s, settle 60s, supported 10s.
+// OpSupported). Defaults: verify 10s, settle 60s, supported 10s. A default
+// applies only when the caller's context has no deadline: a caller that
+// sets one (the verifier's facilitatorTimeout) decides alone.
 func WithOpTimeout(op string, d time.Duration) ClientOption {
 	return func(c *Client) {
 		if _, ok := c.timeouts[op]; ok {
 			c.timeouts[op] = d
+			c.explicit[op] = true
 		}
 	}
 }
@@ -122,7 +127,7 @@ func NewClient(baseURL string, opts ...ClientOption) (*Client, error) {
 	u.RawQuery, u.Fragment = "", ""
 	c := &Client{base: u, hc: &http.Client{}, timeouts: map[string]time.Duration{
 		OpVerify: DefaultVerifyTimeout, OpSettle: DefaultSettleTimeout, OpSupported: DefaultSupportedTimeout,
-	}}
+	}, explicit: map[string]bool{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -272,8 +277,14 @@ func (c *Client) Supported(ctx context.Context) (*x402.SupportedResponse, error)
 }
 
 func (c *Client) do(ctx context.Context, op, method string, payload any) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeouts[op])
-	defer cancel()
+	timeout := c.timeouts[op]
+	if dl, ok := ctx.Deadline(); ok && !c.explicit[op] {
+		timeout = time.Until(dl)
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	var rd io.Reader
 	if payload != nil {
 		b, err := json.Marshal(payload)
@@ -290,14 +301,17 @@ func (c *Client) do(ctx context.Context, op, method string, payload any) (int, [
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if k := x402.IdempotencyKey(ctx); k != "" && op == OpSettle {
+		req.Header.Set(x402.HeaderIdempotencyKey, k)
+	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, &Error{Op: op, Temporary: true, Message: transportMessage(ctx, c.timeouts[op]), Err: err}
+		return 0, nil, &Error{Op: op, Temporary: true, Message: transportMessage(ctx, timeout), Err: err}
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
 	if err != nil {
-		return 0, nil, &Error{Op: op, StatusCode: res.StatusCode, Temporary: true, Message: "reading the answer failed: " + transportMessage(ctx, c.timeouts[op]), Err: err}
+		return 0, nil, &Error{Op: op, StatusCode: res.StatusCode, Temporary: true, Message: "reading the answer failed: " + transportMessage(ctx, timeout), Err: err}
 	}
 	if len(body) > maxResponseBytes {
 		return 0, nil, &Error{Op: op, StatusCode: res.StatusCode, Message: fmt.Sprintf("answer larger than %d bytes", maxResponseBytes)}

@@ -90,7 +90,8 @@ func reasonLabel(reason string) string {
 var rpcMethods = map[string]bool{
 	"eth_chainId": true, "eth_call": true, "eth_getCode": true, "eth_estimateGas": true,
 	"eth_maxPriorityFeePerGas": true, "eth_getBlockByNumber": true, "eth_getTransactionCount": true,
-	"eth_sendRawTransaction": true, "eth_getTransactionReceipt": true,
+	"eth_sendRawTransaction": true, "eth_getTransactionReceipt": true, "eth_getTransactionByHash": true,
+	"eth_getLogs": true,
 }
 
 func methodLabel(m string) string {

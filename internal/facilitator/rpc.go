@@ -231,3 +231,27 @@ func isRevertErr(err error) bool {
 	var de rpc.DataError
 	return errors.As(err, &de) && de.ErrorData() != nil
 }
+
+// pending reports whether the node knows the transaction (pending or
+// mined).
+func (n *node) pending(ctx context.Context, hash common.Hash) (bool, error) {
+	var known bool
+	err := n.do(ctx, "eth_getTransactionByHash", func(ctx context.Context) error {
+		_, _, err := n.ec.TransactionByHash(ctx, hash)
+		if errors.Is(err, ethereum.NotFound) {
+			return nil
+		}
+		known = err == nil
+		return err
+	})
+	return known, err
+}
+
+func (n *node) logs(ctx context.Context, q ethereum.FilterQuery) ([]types.Log, error) {
+	var logs []types.Log
+	err := n.do(ctx, "eth_getLogs", func(ctx context.Context) (err error) {
+		logs, err = n.ec.FilterLogs(ctx, q)
+		return err
+	})
+	return logs, err
+}

@@ -29,6 +29,7 @@ const (
 	DefaultRPCTimeout     = 10 * time.Second
 	DefaultReceiptTimeout = 45 * time.Second
 	DefaultReceiptPoll    = 100 * time.Millisecond
+	DefaultLogLookback    = 10000
 	// MinValidity is how long an authorization must still be valid when it
 	// is verified (validBefore ≥ now + MinValidity), so that it cannot
 	// expire between verification and settlement.
@@ -64,6 +65,9 @@ type Config struct {
 	// ReceiptPoll is the longest wait between receipt polls (default
 	// 100ms); the first polls follow each other after 5, 10, 20 ms...
 	ReceiptPoll time.Duration
+	// LogLookback is how many blocks back a settle looks for the
+	// transaction that already used an authorization (default 10000).
+	LogLookback uint64
 	// Logger receives operational logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -125,6 +129,9 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.ReceiptPoll <= 0 {
 		cfg.ReceiptPoll = DefaultReceiptPoll
+	}
+	if cfg.LogLookback == 0 {
+		cfg.LogLookback = DefaultLogLookback
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -280,7 +287,7 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 		// A settlement is not abandoned when the caller hangs up: once a
 		// transaction is sent its outcome must be recorded. It is bounded
 		// by the RPC and receipt timeouts and by Close.
-		o = s.settle(s.base, vr)
+		o = s.settle(s.base, vr, r.Header.Get(x402.HeaderIdempotencyKey))
 	}
 	network := o.network
 	if network == "" {

@@ -241,9 +241,9 @@ func (s *Server) verify(ctx context.Context, vr x402.VerifyRequest) *outcome {
 	if o != nil {
 		return o
 	}
-	if st := s.ledger.state(c.key()); st == stateDone {
+	if tx, ok := s.ledger.sent(c.key()); ok {
 		return &outcome{reason: x402.ReasonNonceAlreadyUsed, payer: c.payer,
-			message: fmt.Sprintf("authorization 0x%x of %s was already settled by this facilitator", c.auth.Nonce, c.auth.From.Hex())}
+			message: fmt.Sprintf("authorization 0x%x of %s was already settled by this facilitator (transaction %s)", c.auth.Nonce, c.auth.From.Hex(), tx.Hex())}
 	}
 	if o := s.simulate(ctx, c, x402.ReasonUnexpectedVerifyError); o != nil {
 		return o

@@ -97,6 +97,7 @@ type Metrics struct {
 	PaymentFailures     *prometheus.CounterVec
 	FacilitatorDuration *prometheus.HistogramVec
 	ConfigReloads       *prometheus.CounterVec
+	Settlements         *prometheus.CounterVec
 
 	// served maps each served offer (on its chain) to its state. A reload
 	// builds a new map and swaps it in; requests never wait for that.
@@ -154,6 +155,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{LabelOp}),
 		ConfigReloads: counter("config_reloads_total", "Route configuration loads by result (success, failure).", []string{LabelResult}),
+		Settlements: counter("settlements_total", "Settle outcomes by result: settled, settled_after_retry, refused (not charged), "+
+			"unknown (no answer within the settle deadline: alert on it).", []string{LabelResult}),
 	}
 	m.served.Store(&map[offerChain]*offerState{})
 	if reg != nil {
@@ -166,12 +169,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	// Make both results visible from the start.
 	m.ConfigReloads.WithLabelValues(reloadResultSuccess)
 	m.ConfigReloads.WithLabelValues(reloadResultFailure)
+	for _, r := range []string{SettleResultSettled, SettleResultSettledAfterRetry, SettleResultRefused, SettleResultUnknown} {
+		m.Settlements.WithLabelValues(r)
+	}
 	return m, nil
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Requests, m.PaymentRequired, m.PaymentVerified, m.PaymentFailed, m.Charged,
-		m.LastPaymentSuccess, m.ChargedAtomicUnits, m.PaymentFailures, m.FacilitatorDuration, m.ConfigReloads}
+		m.LastPaymentSuccess, m.ChargedAtomicUnits, m.PaymentFailures, m.FacilitatorDuration, m.ConfigReloads, m.Settlements}
 }
 
 // perOffer are the vectors labelled by offer and chain alone.
@@ -325,6 +331,13 @@ func (m *Metrics) facilitatorDuration(op string, d time.Duration) {
 		return
 	}
 	m.FacilitatorDuration.WithLabelValues(op).Observe(d.Seconds())
+}
+
+func (m *Metrics) settlement(result string) {
+	if m == nil {
+		return
+	}
+	m.Settlements.WithLabelValues(result).Inc()
 }
 
 func (m *Metrics) reload(ok bool) {

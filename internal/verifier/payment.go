@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +32,16 @@ type payment struct {
 	expires time.Time
 	payer   string
 
-	used bool // remember the authorization as spent on finish
+	used      bool   // remember the authorization as spent on finish
+	settleKey string // idempotency key of this payment's settle requests
+}
+
+// newSettleKey is a random idempotency key: one per payment, the same for
+// every settle attempt of it.
+func newSettleKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // version is the x402 version the buyer used; answers use it.
@@ -110,7 +121,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 	}
 	now := s.now()
 	pm := &payment{s: s, st: st, route: route, p: p, req: req, amount: auth.Value, payer: auth.From.Hex(),
-		key: newAuthKey(route.Chain.CAIP2, route.Token.Address.Hex(), auth.From.Hex(), p.Exact.Authorization.Nonce)}
+		key: newAuthKey(route.Chain.CAIP2, route.Token.Address.Hex(), auth.From.Hex(), p.Exact.Authorization.Nonce), settleKey: newSettleKey()}
 	pm.expires = expiry(auth.ValidBefore, now)
 	ok, used := s.guard.acquire(pm.key, now)
 	if used {
@@ -184,25 +195,97 @@ type settleOutcome struct {
 	fail   *answer
 }
 
-// settle asks the facilitator to settle. It runs to completion even if the
+// Settle results, the values of the settlements metric's result label.
+const (
+	SettleResultSettled           = "settled"             // settled at the first attempt
+	SettleResultSettledAfterRetry = "settled_after_retry" // settled after asking again about an unknown outcome
+	SettleResultRefused           = "refused"             // known not settled: the buyer was not charged
+	SettleResultUnknown           = "unknown"             // no answer within the settle deadline: the answer was withheld
+)
+
+// Settle retry bounds: the first pause after an unknown outcome, and the
+// longest pause between attempts.
+const (
+	settleBackoffFirst = 100 * time.Millisecond
+	settleBackoffMax   = 5 * time.Second
+)
+
+// settleDeadline bounds all settle attempts of one payment. It outlasts
+// the facilitator's worst case (obol's: about 45 s of receipt wait plus a
+// few RPC calls of up to 10 s), so that an outcome the facilitator learns
+// late still reaches the buyer.
+func settleDeadline(cfg *Config) time.Duration {
+	return settleAttempts * cfg.FacilitatorTimeout
+}
+
+// settleAttempts × facilitatorTimeout is the settle deadline.
+const settleAttempts = 4
+
+// settled is the facilitator's answer to a settle that is known: success,
+// or a refusal that means the transfer did not happen.
+func settleKnown(sr *x402.SettleResponse) bool {
+	if sr.Success {
+		return true
+	}
+	switch sr.ErrorReason {
+	case x402.ReasonUnexpectedSettleError, x402.ReasonAuthorizationInFlight, "":
+		return false
+	}
+	return true
+}
+
+// askSettle asks the facilitator to settle until the outcome is known:
+// success, or a refusal. An outcome left unknown (no answer, a timeout, a
+// 5xx, an unexpected error) is asked again, under the same idempotency key,
+// with backoff, until the settle deadline. It returns the last answer or
+// error and how many attempts were made. It runs to completion even if the
 // buyer goes away meanwhile, so the gate always knows what happened.
+func (pm *payment) askSettle(ctx context.Context) (*x402.SettleResponse, int, error) {
+	cfg := pm.st.cfg
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleDeadline(cfg))
+	defer cancel()
+	ctx = x402.WithIdempotencyKey(ctx, pm.settleKey)
+	backoff := settleBackoffFirst
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, cfg.FacilitatorTimeout)
+		start := time.Now()
+		sr, err := pm.st.fac.Settle(actx, pm.vreq)
+		acancel()
+		pm.s.metrics.facilitatorDuration(facilitatorOpSettle, time.Since(start))
+		if err == nil && sr == nil {
+			err = errors.New("facilitator answered settle with nothing")
+		}
+		if err == nil && settleKnown(sr) {
+			return sr, attempt, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("facilitator settle: %s: %s", sr.ErrorReason, sr.ErrorMessage)
+		}
+		pm.s.log.Warn("settlement outcome unknown; asking again", "offer", pm.route.Offer.Name, "payer", pm.payer, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, attempt, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, settleBackoffMax)
+	}
+}
+
+// settle settles the payment (see askSettle) and prepares the answer:
+// the payment response on success; a 402 when the facilitator refused (the
+// buyer's money did not move); a 503 when the outcome stayed unknown.
 func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 	s, route := pm.s, pm.route
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pm.st.cfg.FacilitatorTimeout)
-	defer cancel()
-	start := time.Now()
-	sr, err := pm.st.fac.Settle(ctx, pm.vreq)
-	s.metrics.facilitatorDuration(facilitatorOpSettle, time.Since(start))
-	if err == nil && sr == nil {
-		err = errors.New("facilitator answered settle with nothing")
-	}
+	sr, attempts, err := pm.askSettle(ctx)
 	if err != nil {
-		// The outcome on chain is unknown: never serve, and never accept
-		// this authorization again (the buyer signs a new one).
+		// The outcome on chain is still unknown: never serve, and never
+		// accept this authorization again (the buyer signs a new one).
 		pm.used = true
+		s.metrics.settlement(SettleResultUnknown)
 		status, reason := s.facilitatorFailure(err)
 		s.metrics.failed(route, reason)
-		s.log.Error("facilitator settle failed; answer withheld", "offer", route.Offer.Name, "payer", pm.payer, "err", err)
+		s.log.Error("settlement outcome unknown after the settle deadline; answer withheld", "offer", route.Offer.Name, "payer", pm.payer,
+			"attempts", attempts, "deadline", settleDeadline(pm.st.cfg), "err", err)
 		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpSettle), Reason: reason})}
 	}
 	if sr.Network == "" {
@@ -222,6 +305,7 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 		if reason == "" {
 			reason = ReasonSettleFailed
 		}
+		s.metrics.settlement(SettleResultRefused)
 		s.metrics.failed(route, reason)
 		s.log.Info("settlement refused; answer withheld, buyer not charged", "offer", route.Offer.Name, "payer", pm.payer, "reason", reason, "message", sr.ErrorMessage)
 		a := challengeAnswer(r, http.StatusPaymentRequired, pm.version(), reason, pm.req)
@@ -231,9 +315,14 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 		return settleOutcome{resp: sr, fail: a}
 	}
 	pm.used = true
+	if attempts > 1 {
+		s.metrics.settlement(SettleResultSettledAfterRetry)
+	} else {
+		s.metrics.settlement(SettleResultSettled)
+	}
 	s.metrics.charged(route, pm.amount, s.now())
 	s.log.Info("payment settled", "offer", route.Offer.Namespace+"/"+route.Offer.Name, "chain", route.Chain.CAIP2,
-		"amount", pm.amount.String(), "asset", route.Token.Address.Hex(), "payer", pm.payer, "tx", sr.Transaction)
+		"amount", pm.amount.String(), "asset", route.Token.Address.Hex(), "payer", pm.payer, "tx", sr.Transaction, "attempts", attempts)
 	if encErr != nil {
 		hv = ""
 	}
@@ -275,7 +364,7 @@ func (s *Server) facilitatorFailure(err error) (int, string) {
 // the details (URLs, upstream errors) go to the log only.
 func facilitatorMessage(status int, op string) string {
 	if op == facilitatorOpSettle {
-		return "the payment facilitator did not confirm the settlement: the resource was withheld and this authorization will not be accepted again; check the payer's balance before paying again"
+		return "the payment facilitator could not tell whether the settlement happened: the resource was withheld and this authorization will not be accepted again; check the payer's balance before paying again"
 	}
 	if status == http.StatusServiceUnavailable {
 		return "the payment facilitator is unavailable: nothing was served or charged; try again shortly"

@@ -1,0 +1,462 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/obolstack/obol/internal/devchain"
+	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/facilitator"
+	"github.com/obolstack/obol/internal/token"
+	"github.com/obolstack/obol/internal/x402"
+)
+
+// The fault matrix: paid calls run in parallel against the real facilitator
+// on the dev chain while the facilitator is killed (its memory lost, its
+// in-flight settlements cut) or its chain RPC refuses connections. At the
+// end every call is checked against the chain: served ⇔ charged.
+//
+// The dev chain seals one block per transaction, each at least a second
+// after its parent, so a burst of 150 settlements runs the chain's clock
+// minutes ahead of the wall clock: the route allows 600 s of validity so
+// that late authorizations do not expire on chain.
+
+// tcpGate forwards TCP to a target and can refuse for a while: every
+// connection, new or open, is cut while refusing.
+type tcpGate struct {
+	target string
+	ln     net.Listener
+	mu     sync.Mutex
+	refuse bool
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newTCPGate(t *testing.T, target string) *tcpGate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &tcpGate{target: target, ln: ln, conns: map[net.Conn]bool{}}
+	g.wg.Add(1)
+	go g.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		g.cut()
+		g.wg.Wait()
+	})
+	return g
+}
+
+func (g *tcpGate) URL() string { return "http://" + g.ln.Addr().String() }
+
+func (g *tcpGate) track(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.refuse {
+		return false
+	}
+	g.conns[c] = true
+	return true
+}
+
+func (g *tcpGate) accept() {
+	defer g.wg.Done()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !g.track(c) {
+			c.Close()
+			continue
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			defer g.drop(c)
+			up, err := net.Dial("tcp", g.target)
+			if err != nil || !g.track(up) {
+				if up != nil {
+					up.Close()
+				}
+				return
+			}
+			defer g.drop(up)
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+			c.Close()
+			up.Close()
+			<-done
+		}()
+	}
+}
+
+func (g *tcpGate) drop(c net.Conn) {
+	c.Close()
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+}
+
+func (g *tcpGate) cut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		c.Close()
+	}
+}
+
+func (g *tcpGate) setRefuse(on bool) {
+	g.mu.Lock()
+	g.refuse = on
+	g.mu.Unlock()
+	if on {
+		g.cut()
+	}
+}
+
+// restartableFacilitator is the real facilitator server on a fixed
+// loopback address; kill drops it like kill -9 would (open connections cut,
+// in-flight settlements aborted, its in-memory ledger gone) and start
+// brings up a fresh process on the same address.
+type restartableFacilitator struct {
+	t      *testing.T
+	addr   string
+	rpcURL string
+	chain  *devchain.Chain
+	reg    *evm.Registry
+	hold   func() // called on each /settle before the facilitator sees it
+
+	mu      sync.Mutex
+	srv     *http.Server
+	fs      *facilitator.Server
+	settles atomic.Int64
+}
+
+func newRestartableFacilitator(t *testing.T, chain *devchain.Chain, reg *evm.Registry, rpcURL string) *restartableFacilitator {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &restartableFacilitator{t: t, addr: ln.Addr().String(), rpcURL: rpcURL, chain: chain, reg: reg}
+	f.serve(ln)
+	t.Cleanup(f.kill)
+	return f
+}
+
+func (f *restartableFacilitator) URL() string { return "http://" + f.addr }
+
+func (f *restartableFacilitator) serve(ln net.Listener) {
+	fs, err := facilitator.NewServer(context.Background(), facilitator.Config{RPCURL: f.rpcURL, Chain: f.chain.CAIP2(), Registry: f.reg,
+		Key: f.chain.Facilitator.Key, RPCTimeout: 5 * time.Second, ReceiptTimeout: 10 * time.Second})
+	if err != nil {
+		ln.Close()
+		f.t.Fatalf("start facilitator: %v", err)
+	}
+	h := fs.Handler()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/settle" {
+			f.settles.Add(1)
+			if f.hold != nil {
+				f.hold()
+			}
+		}
+		h.ServeHTTP(w, r)
+	})}
+	f.mu.Lock()
+	f.srv, f.fs = srv, fs
+	f.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+}
+
+func (f *restartableFacilitator) kill() {
+	f.mu.Lock()
+	srv, fs := f.srv, f.fs
+	f.srv, f.fs = nil, nil
+	f.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	srv.Close() // listener and every connection, at once
+	fs.Close()  // in-flight settlements lose their node connection
+}
+
+func (f *restartableFacilitator) restart() {
+	f.kill()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		if ln, err = net.Listen("tcp", f.addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // the port is released asynchronously
+	}
+	if err != nil {
+		f.t.Fatalf("restart facilitator on %s: %v", f.addr, err)
+	}
+	f.serve(ln)
+}
+
+// waitFor polls cond (an observable event) until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type paidCall struct {
+	nonce  [32]byte
+	served bool
+	status int
+	body   string
+	err    error
+}
+
+type faultRig struct {
+	chain  *devchain.Chain
+	reg    *evm.Registry
+	rpc    *tcpGate
+	fac    *restartableFacilitator
+	up     *upstream
+	gate   *httptest.Server
+	srv    *Server
+	seller common.Address
+}
+
+func startFaultRig(t *testing.T, facilitatorTimeout string) *faultRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault test skipped with -short")
+	}
+	ctx := context.Background()
+	chain, err := devchain.Start(ctx, devchain.Config{Buyers: 1})
+	if err != nil {
+		t.Fatalf("start dev chain: %v", err)
+	}
+	t.Cleanup(func() { _ = chain.Close() })
+	reg := evm.NewRegistry()
+	chain.Register(reg)
+	r := &faultRig{chain: chain, reg: reg, up: newUpstream(t), seller: chain.Seller.Address}
+	r.rpc = newTCPGate(t, strings.TrimPrefix(chain.RPCURL, "http://"))
+	r.fac = newRestartableFacilitator(t, chain, reg, r.rpc.URL())
+	r.srv, err = New(Options{
+		NewFacilitator: func(u string) (Facilitator, error) { return facilitator.NewClient(u) },
+		Registry:       reg,
+		ClassifyFacilitatorError: func(err error) bool {
+			var fe *facilitator.Error
+			return errors.As(err, &fe) && fe.Temporary
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := `payTo: ` + r.seller.Hex() + `
+chain: obol-dev
+facilitatorURL: ` + r.fac.URL() + `
+facilitatorTimeout: ` + facilitatorTimeout + `
+maxTimeoutSeconds: 600
+upstream: ` + r.up.URL + `
+routes:
+  - pattern: /joke
+    price: "0.001"
+`
+	if err := r.srv.ApplyConfig(compileYAML(t, reg, doc)); err != nil {
+		t.Fatal(err)
+	}
+	r.gate = httptest.NewServer(r.srv.Handler())
+	t.Cleanup(r.gate.Close)
+	return r
+}
+
+// burst runs n paid calls in parallel; during(i) is called as call i is
+// about to be sent.
+func (r *faultRig) burst(t *testing.T, n int) []paidCall {
+	t.Helper()
+	req := challenge(t, r.srv.Handler(), "/joke")
+	b := &buyer{key: r.chain.Buyers[0].Key}
+	calls := make([]paidCall, n)
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Minute}
+	for i := range calls {
+		name, value := b.pay(t, r.reg, x402.Version2, req)
+		h := http.Header{}
+		h.Set(name, value)
+		p, err := x402.PaymentFromHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth, err := evm.AuthorizationFromWire(p.Exact.Authorization)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls[i].nonce = auth.Nonce
+		wg.Add(1)
+		go func(c *paidCall) {
+			defer wg.Done()
+			hr, _ := http.NewRequest(http.MethodGet, r.gate.URL+"/joke", nil)
+			hr.Header.Set(name, value)
+			res, err := client.Do(hr)
+			if err != nil {
+				c.err = err
+				return
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			c.status, c.err, c.body = res.StatusCode, err, string(body)
+			if sr, err := x402.DecodeSettleResponse(x402.HeaderPaymentResponse, res.Header.Get(x402.HeaderPaymentResponse)); err == nil && !sr.Success {
+				c.body += " (" + sr.ErrorMessage + ")"
+			}
+			c.served = err == nil && res.StatusCode == http.StatusOK && string(body) == `{"weather":"sunny"}`
+		}(&calls[i])
+	}
+	wg.Wait()
+	return calls
+}
+
+// reconcile waits until the fee payer has no pending transaction, then
+// checks every call's nonce on chain.
+func (r *faultRig) reconcile(t *testing.T, calls []paidCall) (servedCharged, chargedNotServed, servedNotCharged, neither int) {
+	t.Helper()
+	ctx := context.Background()
+	ec := r.chain.Client()
+	waitFor(t, 30*time.Second, "the fee payer's transactions to be mined", func() bool {
+		p, err1 := ec.PendingNonceAt(ctx, r.chain.Facilitator.Address)
+		l, err2 := ec.NonceAt(ctx, r.chain.Facilitator.Address, nil)
+		return err1 == nil && err2 == nil && p == l
+	})
+	from := r.chain.Buyers[0].Address
+	tokenAddr := r.chain.Token.Address
+	for _, c := range calls {
+		data, err := token.PackAuthorizationState(from, c.nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := ec.CallContract(ctx, ethereum.CallMsg{To: &tokenAddr, Data: data}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		charged, err := token.UnpackBool(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case c.served && charged:
+			servedCharged++
+		case charged:
+			chargedNotServed++
+			t.Logf("charged, not served: nonce 0x%x: status %d err %v", c.nonce[:4], c.status, c.err)
+		case c.served:
+			servedNotCharged++
+			t.Logf("served, not charged: nonce 0x%x", c.nonce[:4])
+		default:
+			neither++
+		}
+	}
+	return
+}
+
+func reportFault(t *testing.T, name string, calls []paidCall, sc, cns, snc, neither int) {
+	t.Helper()
+	statuses := map[int]int{}
+	for _, c := range calls {
+		if statuses[c.status] == 0 && c.status != http.StatusOK {
+			t.Logf("first %d: %s %v", c.status, c.body, c.err)
+		}
+		statuses[c.status]++
+	}
+	t.Logf("%s: %d calls: served+charged %d, charged-not-served %d, served-not-charged %d, neither %d; statuses %v",
+		name, len(calls), sc, cns, snc, neither, statuses)
+	if cns != 0 || snc != 0 {
+		t.Errorf("%s: %d charged-not-served, %d served-not-charged: want 0 and 0", name, cns, snc)
+	}
+}
+
+// sentTxs counts the settlement transactions the fee payer has sent (the
+// node has them, pending or mined).
+func (r *faultRig) sentTxs(t *testing.T) func() uint64 {
+	ec := r.chain.Client()
+	base, err := ec.PendingNonceAt(context.Background(), r.chain.Facilitator.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() uint64 {
+		n, err := ec.PendingNonceAt(context.Background(), r.chain.Facilitator.Address)
+		if err != nil {
+			return 0
+		}
+		return n - base
+	}
+}
+
+// waitSent waits until at least n settlement transactions were sent, for
+// at most 30 s (a burst whose calls all fail sends fewer).
+func waitSent(sent func() uint64, n uint64) {
+	deadline := time.Now().Add(30 * time.Second)
+	for sent() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFaultFacilitatorKilledMidBurst(t *testing.T) {
+	r := startFaultRig(t, "10s")
+	const n = 150
+	sent := r.sentTxs(t)
+	// Kill and restart the facilitator three times as settlement
+	// transactions go out: those sent but not yet answered are cut.
+	var killed int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, at := range []uint64{10, 50, 90} {
+			waitSent(sent, at)
+			r.fac.restart()
+			killed++
+		}
+	}()
+	calls := r.burst(t, n)
+	<-done
+	sc, cns, snc, neither := r.reconcile(t, calls)
+	reportFault(t, fmt.Sprintf("facilitator killed %d times", killed), calls, sc, cns, snc, neither)
+}
+
+func TestFaultChainRPCRefusedMidBurst(t *testing.T) {
+	r := startFaultRig(t, "10s")
+	const n = 120
+	sent := r.sentTxs(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		waitSent(sent, 20)
+		// The chain stays unreachable longer than the facilitator waits for
+		// a receipt (10 s here, 45 s by default), as in the field report.
+		r.rpc.setRefuse(true)
+		time.Sleep(12 * time.Second)
+		r.rpc.setRefuse(false)
+	}()
+	calls := r.burst(t, n)
+	<-done
+	sc, cns, snc, neither := r.reconcile(t, calls)
+	reportFault(t, "chain RPC refused", calls, sc, cns, snc, neither)
+}
