@@ -88,19 +88,28 @@ func TestScriptedPayment(t *testing.T) {
 	if !v.IsValid {
 		t.Fatalf("not valid: %s %s", v.InvalidReason, v.InvalidMessage)
 	}
-	s, err := cl.Settle(context.Background(), vr)
+	first := x402.WithIdempotencyKey(context.Background(), "demo-payment-1")
+	s, err := cl.Settle(first, vr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	show("settle:", s)
+	show("settle (Idempotency-Key: demo-payment-1):", s)
 	if !s.Success {
 		t.Fatalf("not settled: %s %s", s.ErrorReason, s.ErrorMessage)
 	}
-	s2, err := cl.Settle(context.Background(), vr)
+	again, err := cl.Settle(first, vr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	show("settle again (replay):", s2)
+	show("settle again, same key (a caller that lost the answer):", again)
+	if !again.Success || again.Transaction != s.Transaction {
+		t.Fatal("a repeat did not answer the same transaction")
+	}
+	s2, err := cl.Settle(x402.WithIdempotencyKey(context.Background(), "demo-payment-2"), vr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	show("settle again, another key (a replay):", s2)
 	if s2.Success {
 		t.Fatal("a replay settled")
 	}

@@ -292,7 +292,7 @@ func TestFacilitatorTimeoutIsEnforced(t *testing.T) {
 
 func TestSettleFailures(t *testing.T) {
 	up := newUpstream(t)
-	g := newGate(t, proxyDoc(up.URL))
+	g := newGate(t, "facilitatorTimeout: 50ms\n"+proxyDoc(up.URL))
 	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) {
 		return &x402.SettleResponse{Success: false, ErrorReason: x402.ReasonInsufficientFunds, Network: "eip155:84532"}, nil
 	}
@@ -311,16 +311,27 @@ func TestSettleFailures(t *testing.T) {
 		t.Fatal("settle failure counted wrong")
 	}
 
-	// A settle that errors leaves the outcome unknown: 502, withheld, and
-	// the authorization is not accepted again.
+	// A settle that keeps erroring leaves the outcome unknown: asked again
+	// until the settle deadline (4 × 50ms), then 502, withheld, and the
+	// authorization is not accepted again.
 	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) { return nil, errors.New("boom") }
 	name, value = newBuyer(t).pay(t, g.evm, 2, challenge(t, g.h, "/joke"))
 	r = httptest.NewRequest(http.MethodGet, "/joke", nil)
 	r.Header.Set(name, value)
+	_, settlesBefore := g.fac.calls()
 	if w := g.do(r); w.Code != http.StatusBadGateway || strings.Contains(w.Body.String(), "sunny") {
 		t.Fatalf("settle error: %d %s", w.Code, w.Body)
 	}
-	verifies, _ := g.fac.calls()
+	verifies, settles := g.fac.calls()
+	if settles-settlesBefore < 2 {
+		t.Errorf("an unknown settle outcome was asked %d times, want again until the deadline", settles-settlesBefore)
+	}
+	if got := testutil.ToFloat64(g.metrics.Settlements.WithLabelValues(SettleResultUnknown)); got != 1 {
+		t.Errorf("settlements{unknown} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(g.metrics.Settlements.WithLabelValues(SettleResultRefused)); got != 1 {
+		t.Errorf("settlements{refused} = %v, want 1", got)
+	}
 	if w := g.do(r.Clone(context.Background())); w.Code != http.StatusPaymentRequired {
 		t.Fatalf("reuse after unknown settlement: %d", w.Code)
 	}
@@ -328,6 +339,53 @@ func TestSettleFailures(t *testing.T) {
 		t.Fatal("facilitator asked again about a spent authorization")
 	}
 }
+
+func TestUnknownSettleOutcomeIsAskedAgainAndServed(t *testing.T) {
+	up := newUpstream(t)
+	g := newGate(t, "facilitatorTimeout: 1s\n"+proxyDoc(up.URL))
+	var keys []string
+	var mu sync.Mutex
+	fails := 2
+	g.fac.settleCtx = func(ctx context.Context, _ x402.SettleRequest) (*x402.SettleResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, x402.IdempotencyKey(ctx))
+		if fails > 0 {
+			fails--
+			if fails == 0 {
+				return nil, &httpStatusError{status: http.StatusInternalServerError}
+			}
+			return nil, context.DeadlineExceeded
+		}
+		return &x402.SettleResponse{Success: true, Transaction: "0x" + strings.Repeat("cd", 32), Network: "eip155:84532"}, nil
+	}
+	name, value := newBuyer(t).pay(t, g.evm, 2, challenge(t, g.h, "/joke"))
+	r := httptest.NewRequest(http.MethodGet, "/joke", nil)
+	r.Header.Set(name, value)
+	w := g.do(r)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "sunny") {
+		t.Fatalf("settled after two unknown outcomes: %d %s", w.Code, w.Body)
+	}
+	sr, err := x402.DecodeSettleResponse(x402.HeaderPaymentResponse, w.Header().Get(x402.HeaderPaymentResponse))
+	if err != nil || !sr.Success || sr.Transaction != "0x"+strings.Repeat("cd", 32) {
+		t.Fatalf("payment response: %v %+v", err, sr)
+	}
+	if len(keys) != 3 || keys[0] == "" || keys[0] != keys[1] || keys[1] != keys[2] {
+		t.Fatalf("idempotency keys of the attempts: %q, want three equal, non-empty", keys)
+	}
+	if got := testutil.ToFloat64(g.metrics.Settlements.WithLabelValues(SettleResultSettledAfterRetry)); got != 1 {
+		t.Errorf("settlements{settled_after_retry} = %v, want 1", got)
+	}
+	if counter(t, g, "charged", "jokes") != 1 {
+		t.Error("not counted as charged")
+	}
+}
+
+// httpStatusError is a facilitator failure with an HTTP status.
+type httpStatusError struct{ status int }
+
+func (e *httpStatusError) Error() string   { return http.StatusText(e.status) }
+func (e *httpStatusError) HTTPStatus() int { return e.status }
 
 func TestVerifyInvalidIs402(t *testing.T) {
 	up := newUpstream(t)

@@ -35,6 +35,7 @@ type stubFacilitator struct {
 	settleCalls int
 	verify      func(x402.VerifyRequest) (*x402.VerifyResponse, error)
 	settle      func(x402.SettleRequest) (*x402.SettleResponse, error)
+	settleCtx   func(context.Context, x402.SettleRequest) (*x402.SettleResponse, error)
 	lastVerify  x402.VerifyRequest
 }
 
@@ -53,8 +54,11 @@ func (f *stubFacilitator) Verify(ctx context.Context, req x402.VerifyRequest) (*
 func (f *stubFacilitator) Settle(ctx context.Context, req x402.SettleRequest) (*x402.SettleResponse, error) {
 	f.mu.Lock()
 	f.settleCalls++
-	fn := f.settle
+	fn, fnCtx := f.settle, f.settleCtx
 	f.mu.Unlock()
+	if fnCtx != nil {
+		return fnCtx(ctx, req)
+	}
 	if fn != nil {
 		return fn(req)
 	}
