@@ -69,7 +69,7 @@ func TestRenderDevnet(t *testing.T) {
 	for _, want := range []string{
 		"facilitator serve", "--chain=" + evm.DevChainName, "--rpc=" + rpc,
 		"--key-file=/var/run/obol/devnet/facilitator.key",
-		"--token-address=" + devchain.TokenAddress().Hex(),
+		"--asset=" + devchain.TokenAddress().Hex(),
 	} {
 		if !strings.Contains(fac, want) {
 			t.Errorf("facilitator args %q lack %q", fac, want)
