@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -179,6 +180,45 @@ func TestReadyzAndHealthz(t *testing.T) {
 	}
 }
 
+// logRecorder is a slog handler that passes each message on.
+type logRecorder struct{ msgs chan string }
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case l.msgs <- r.Message:
+	default:
+	}
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// drain forgets what was logged so far.
+func (l *logRecorder) drain() {
+	for {
+		select {
+		case <-l.msgs:
+		default:
+			return
+		}
+	}
+}
+
+// waitFor is closed when msg is logged.
+func (l *logRecorder) waitFor(msg string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		for m := range l.msgs {
+			if m == msg {
+				close(done)
+				return
+			}
+		}
+	}()
+	return done
+}
+
 type sinkRecorder struct {
 	*Server
 	applied chan *Config
@@ -207,7 +247,8 @@ func TestFileSourceWatch(t *testing.T) {
 	g := newGate(t, doc)
 	sink := &sinkRecorder{Server: g.srv, applied: make(chan *Config, 10), failed: make(chan error, 10)}
 	env := Environment{Getenv: func(string) string { return "s3cret" }}
-	src := &FileSource{Path: path, Registry: g.evm, Env: env, Watch: true, Debounce: 20 * time.Millisecond}
+	logs := &logRecorder{msgs: make(chan string, 100)}
+	src := &FileSource{Path: path, Registry: g.evm, Env: env, Watch: true, Debounce: 20 * time.Millisecond, Logger: slog.New(logs)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := src.Start(ctx, sink); err != nil {
@@ -261,17 +302,25 @@ func TestFileSourceWatch(t *testing.T) {
 
 	// A log written next to the broken file, and the same broken content
 	// written again, do not retry it (they made it reload in a loop).
+	// The source says when it looked and found nothing new: wait for that,
+	// not for time to pass.
+	logs.drain()
 	logFile := filepath.Join(dir, "verifier.log")
 	for i := 0; i < 20; i++ {
 		if err := os.WriteFile(logFile, []byte(strings.Repeat("log line\n", i+1)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	if err := os.WriteFile(path, []byte(doc+"  - pattern: /x\n    price: 0.0000001\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // several debounce periods
+	select {
+	case <-logs.waitFor(msgPricingUnchanged):
+	case err := <-sink.failed:
+		t.Fatalf("the same broken file was loaded again: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the rewrite of the broken file was never looked at")
+	}
 	if got := testutil.ToFloat64(g.metrics.ConfigReloads.WithLabelValues("failure")); got != 1 {
 		t.Fatalf("failure reloads after unrelated writes = %v, want still 1", got)
 	}

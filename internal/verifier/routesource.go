@@ -159,6 +159,10 @@ func (f *FileSource) concerns(path string) bool {
 	return base == filepath.Base(f.Path) || strings.HasPrefix(base, "..")
 }
 
+// msgPricingUnchanged is logged when a change event left the pricing file's
+// content as it was last loaded (or last refused).
+const msgPricingUnchanged = "pricing file content unchanged since the last load; nothing to do"
+
 // Reload loads the file now and applies it if its content changed.
 func (f *FileSource) reload(sink ConfigSink) {
 	cfg, data, err := f.Load()
@@ -175,6 +179,7 @@ func (f *FileSource) reload(sink ConfigSink) {
 	}
 	f.mu.Unlock()
 	if same {
+		f.Logger.Debug(msgPricingUnchanged, "path", f.Path)
 		return
 	}
 	if err != nil {
