@@ -10,8 +10,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,8 +40,8 @@ var (
 	kubeErr error
 )
 
-// One API server for the package. It starts WITHOUT the Gateway API CRDs:
-// the first test checks the GatewayAPIMissing path, then installs them.
+// One API server for the package. It starts without the Gateway API CRDs;
+// tests that need them install them (ensureGatewayAPI).
 func TestMain(m *testing.M) {
 	kube, kubeErr = testenv.StartKube(testenv.WithCRDs(crdDir), testenv.WithScheme(obolkube.Scheme()))
 	if kubeErr == nil {
@@ -50,32 +54,58 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	gatewayOnce      sync.Once
-	gatewayErr       error
-	gatewayInstalled bool
 	gatewayMu        sync.Mutex
+	gatewayInstalled bool
 )
 
-// ensureGatewayAPI installs the vendored Gateway API CRDs once.
-func ensureGatewayAPI(t *testing.T) {
-	t.Helper()
-	gatewayOnce.Do(func() {
-		_, gatewayErr = envtest.InstallCRDs(kube.Config, envtest.CRDInstallOptions{
-			Paths: []string{gatewayCRDDir}, ErrorIfPathMissing: true, MaxTime: time.Minute,
-		})
-		gatewayMu.Lock()
-		gatewayInstalled = gatewayErr == nil
-		gatewayMu.Unlock()
-	})
-	if gatewayErr != nil {
-		t.Fatalf("install Gateway API CRDs: %v", gatewayErr)
-	}
+func gatewayCRDOptions() envtest.CRDInstallOptions {
+	return envtest.CRDInstallOptions{Paths: []string{gatewayCRDDir}, ErrorIfPathMissing: true, MaxTime: time.Minute}
 }
 
-func isGatewayInstalled() bool {
+// ensureGatewayAPI installs the vendored Gateway API CRDs unless they are.
+func ensureGatewayAPI(t *testing.T) {
+	t.Helper()
 	gatewayMu.Lock()
 	defer gatewayMu.Unlock()
-	return gatewayInstalled
+	if gatewayInstalled {
+		return
+	}
+	if _, err := envtest.InstallCRDs(kube.Config, gatewayCRDOptions()); err != nil {
+		t.Fatalf("install Gateway API CRDs: %v", err)
+	}
+	gatewayInstalled = true
+}
+
+// removeGatewayAPI uninstalls the Gateway API CRDs (and so every HTTPRoute
+// and ReferenceGrant) and waits until the API server no longer serves them.
+func removeGatewayAPI(t *testing.T) {
+	t.Helper()
+	gatewayMu.Lock()
+	defer gatewayMu.Unlock()
+	opts := gatewayCRDOptions()
+	if err := envtest.UninstallCRDs(kube.Config, opts); err != nil {
+		t.Fatalf("uninstall Gateway API CRDs: %v", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(kube.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "Gateway API CRDs gone", func() string {
+		for _, crd := range opts.CRDs {
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+			if err := kube.Client.Get(context.Background(), client.ObjectKey{Name: crd.GetName()}, got); !apierrors.IsNotFound(err) {
+				return fmt.Sprintf("CRD %s still there (%v)", crd.GetName(), err)
+			}
+		}
+		for _, gv := range []string{"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"} {
+			if _, err := dc.ServerResourcesForGroupVersion(gv); !apierrors.IsNotFound(err) {
+				return fmt.Sprintf("%s still served (%v)", gv, err)
+			}
+		}
+		return ""
+	})
+	gatewayInstalled = false
 }
 
 func setup(t *testing.T) (string, client.Client) {
@@ -202,15 +232,13 @@ func conds(o *v1alpha1.ServiceOffer, want map[string][2]string) string {
 	return strings.Join(bad, "; ")
 }
 
-// This test must run first in the package (it lives in main_test.go, the
-// first file, for that reason): the API server starts without
-// the Gateway API, so the offer cannot be published; once the CRDs are
-// installed, the controller's retry publishes it without a restart.
+// Without the Gateway API the offer cannot be published; once the CRDs are
+// installed, the controller's retry publishes it without a restart. The
+// test removes the CRDs first when an earlier test installed them, so it
+// does not depend on the order tests run in (-shuffle).
 func TestGatewayAPIMissingThenInstalled(t *testing.T) {
 	ns, c := setup(t)
-	if isGatewayInstalled() {
-		t.Skip("the Gateway API CRDs are already installed (tests ran out of order, e.g. -shuffle); this test needs a fresh API server")
-	}
+	removeGatewayAPI(t)
 	r := newReconciler(c, "obol")
 	startManager(t, r)
 	createUpstream(t, ns, "weather-api", 8080)
