@@ -48,8 +48,8 @@ func TestRealVerifierPaidCalls(t *testing.T) {
 		t.Fatalf("paid calls: %v", err)
 	}
 	for _, c := range calls {
-		if c.Status != 200 || c.Transaction == "" {
-			t.Fatalf("call %d: status %d tx %q", c.N, c.Status, c.Transaction)
+		if c.Status != 200 || c.Transaction() == "" {
+			t.Fatalf("call %d: status %d tx %q", c.N, c.Status, c.Transaction())
 		}
 	}
 	paidAt := time.Now()
