@@ -229,7 +229,8 @@ func TestInstallRBACUpgradeUninstall(t *testing.T) {
 	cs := clientset(t)
 	other := "default"
 	t.Run("frontend", func(t *testing.T) {
-		checkAccess(t, cs, ns, "obol-frontend", []access{
+		// The default binding is the seed front end's account.
+		checkAccess(t, cs, "obol-frontend", "obol-frontend", []access{
 			{"get", "obol.org", "purchaserequests", "", other, true},
 			{"list", "obol.org", "purchaserequests", "", "", true},
 			{"watch", "obol.org", "purchaserequests", "", other, true},
@@ -246,8 +247,17 @@ func TestInstallRBACUpgradeUninstall(t *testing.T) {
 			{"create", "obol.org", "purchaserequests", "", other, false},
 			{"delete", "obol.org", "serviceoffers", "", other, false},
 			{"update", "obol.org", "serviceoffers", "status", other, false},
+			{"patch", "obol.org", "serviceoffers", "status", other, false},
+			{"update", "obol.org", "serviceoffers", "", other, false},
+			{"create", "obol.org", "serviceoffers", "", other, false},
+			// Narrowed to the paused annotation by the admission policy.
+			{"patch", "obol.org", "serviceoffers", "", other, true},
+		})
+		checkAccess(t, cs, ns, "obol-frontend", []access{
+			{"list", "obol.org", "serviceoffers", "", "", false},
 		})
 	})
+	t.Run("frontend pause only", func(t *testing.T) { checkFrontendPauseOnly(t, ns) })
 	t.Run("verifier", func(t *testing.T) {
 		checkAccess(t, cs, ns, "obol-verifier", []access{
 			{"get", "obol.org", "serviceoffers", "", other, true},

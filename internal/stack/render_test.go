@@ -319,8 +319,9 @@ func TestRenderSecurityContexts(t *testing.T) {
 	}
 }
 
-// The front end reads offers and purchase requests: nothing else, and never
-// secrets or status subresources.
+// The front end reads offers and purchase requests and patches offers
+// (narrowed by the admission policy to the paused annotation): nothing else,
+// and never secrets or status subresources.
 func TestRenderFrontendRBACIsLeastPrivilege(t *testing.T) {
 	_, objs := render(t, RenderOptions{Values: map[string]any{"frontend": map[string]any{"serviceAccount": map[string]any{"name": "earnings-ui", "namespace": "web"}}}})
 	cr := find(objs, "ClusterRole", "obol-frontend")
@@ -336,18 +337,40 @@ func TestRenderFrontendRBACIsLeastPrivilege(t *testing.T) {
 			}
 		}
 		for _, v := range rm["verbs"].([]any) {
+			if v == "patch" && len(rm["resources"].([]any)) == 1 && rm["resources"].([]any)[0] == "serviceoffers" {
+				continue
+			}
 			if v != "get" && v != "list" && v != "watch" {
-				t.Errorf("front-end ClusterRole grants verb %v", v)
+				t.Errorf("front-end ClusterRole grants verb %v on %v", v, rm["resources"])
 			}
 		}
+	}
+	// The patch is narrowed to the front end's account by the policy.
+	vap := find(objs, "ValidatingAdmissionPolicy", "obol-frontend-pause-only")
+	if vap == nil || find(objs, "ValidatingAdmissionPolicyBinding", "obol-frontend-pause-only") == nil {
+		t.Fatal("no ValidatingAdmissionPolicy (and binding) obol-frontend-pause-only")
+	}
+	conds, _, _ := unstructured.NestedSlice(vap.Object, "spec", "matchConditions")
+	if len(conds) != 1 || !strings.Contains(conds[0].(map[string]any)["expression"].(string), `"system:serviceaccount:web:earnings-ui"`) {
+		t.Errorf("policy does not match the overridden account: %v", conds)
 	}
 	crb := find(objs, "ClusterRoleBinding", "obol-frontend")
 	subj, _, _ := unstructured.NestedSlice(crb.Object, "subjects")
 	if s := subj[0].(map[string]any); s["name"] != "earnings-ui" || s["namespace"] != "web" {
 		t.Errorf("binding subject %v, want earnings-ui in web", s)
 	}
-	if sa := find(objs, "ServiceAccount", "earnings-ui"); sa == nil || sa.GetNamespace() != "web" {
-		t.Errorf("front-end ServiceAccount earnings-ui/web not rendered")
+	if sa := find(objs, "ServiceAccount", "earnings-ui"); sa != nil {
+		t.Errorf("front-end ServiceAccount rendered although serviceAccount.create defaults to false")
+	}
+	// Defaults: the seed front end's account, obol-frontend/obol-frontend.
+	_, objs = render(t, RenderOptions{})
+	subj, _, _ = unstructured.NestedSlice(find(objs, "ClusterRoleBinding", "obol-frontend").Object, "subjects")
+	if s := subj[0].(map[string]any); s["name"] != "obol-frontend" || s["namespace"] != "obol-frontend" {
+		t.Errorf("default binding subject %v, want obol-frontend in obol-frontend", s)
+	}
+	_, objs = render(t, RenderOptions{Values: map[string]any{"frontend": map[string]any{"serviceAccount": map[string]any{"create": true, "namespace": "web"}}}})
+	if sa := find(objs, "ServiceAccount", "obol-frontend"); sa == nil || sa.GetNamespace() != "web" {
+		t.Errorf("serviceAccount.create=true: ServiceAccount obol-frontend/web not rendered")
 	}
 }
 
@@ -357,7 +380,7 @@ func TestRenderNamespaceAndDisable(t *testing.T) {
 		t.Error("namespace.create=true: no Namespace payments")
 	}
 	for _, o := range objs {
-		if o.GetKind() != "Namespace" && o.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(o.GetKind(), "Cluster") && o.GetNamespace() != "payments" {
+		if o.GetKind() != "Namespace" && o.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(o.GetKind(), "Cluster") && !strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") && o.GetNamespace() != "payments" {
 			t.Errorf("%s %s in namespace %q, want payments", o.GetKind(), o.GetName(), o.GetNamespace())
 		}
 	}
