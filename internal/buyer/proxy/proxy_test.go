@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -276,6 +277,9 @@ func TestStateWriteFailureSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Make the state directory unwritable by replacing it with a file.
+	if err := os.RemoveAll(filepath.Join(dir, "sub")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "sub"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +335,8 @@ func TestSettlementHeaderOfTheOtherVersion(t *testing.T) {
 	if w := call(t, s.Handler(), "/upstream/weather/x", ""); w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
-	if u := st.Uses[0]; u.Outcome != "settled" || u.Transaction == "" {
+	a := f.seller.Payments()[0]
+	if u, _ := st.Lookup(a.From.Hex(), hexutil.Encode(a.Nonce[:])); u.Outcome != "settled" || u.Transaction == "" {
 		t.Fatalf("recorded %+v, want settled with its transaction", u)
 	}
 }
