@@ -457,3 +457,11 @@ func TestBlockTimeFollowsWallClock(t *testing.T) {
 		t.Fatalf("after %d transactions the chain's block time is %d s ahead of the wall clock", n, ahead)
 	}
 }
+
+// evm assumes the default dev token's address without a stack file (a
+// devnet in a cluster); it must be where devchain deploys it.
+func TestTokenAddressIsEVMDevTokenAddress(t *testing.T) {
+	if got, want := devchain.TokenAddress(), common.HexToAddress(evm.DevTokenAddress); got != want {
+		t.Errorf("devchain.TokenAddress() = %s, evm.DevTokenAddress = %s", got.Hex(), want.Hex())
+	}
+}

@@ -21,7 +21,20 @@ const (
 	DevTokenSymbol  = "USDC"
 	DevTokenName    = "USDC" // EIP-712 domain name, like USDC on Base Sepolia
 	DevTokenVersion = "2"
+	// DevTokenAddress is where every development chain with the default
+	// accounts deploys its token (the deployer's first contract; see
+	// devchain.Layout): obol dev, obol dev chain, the chart's devnet.
+	DevTokenAddress  = "0x2b1894172E4e079140C3DaE53394356262b7e258"
+	DevTokenDecimals = 6
 )
+
+// devDefaultToken is the token a development chain with the default
+// settings deploys, assumed when no dev token was registered (a devnet in
+// a cluster, with no stack file on this machine).
+func devDefaultToken(c Chain) Token {
+	return Token{Chain: c.CAIP2, Address: common.HexToAddress(DevTokenAddress), Symbol: DevTokenSymbol,
+		Decimals: DevTokenDecimals, EIP712Name: DevTokenName, EIP712Version: DevTokenVersion, TransferMethod: "eip3009"}
+}
 
 // Chain is one EVM network.
 type Chain struct {
@@ -224,6 +237,9 @@ func (r *Registry) Token(chain, asset string) (Token, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	list := r.tokens[c.CAIP2]
+	if len(list) == 0 && c.Dev && c.ChainID == DevChainID {
+		list = []Token{devDefaultToken(c)}
+	}
 	if len(list) == 0 {
 		if c.Dev {
 			return Token{}, fmt.Errorf("no token registered on the development chain %s: start it with `obol dev chain` or give the asset explicitly", c.CAIP2)

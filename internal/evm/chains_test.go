@@ -62,9 +62,6 @@ func TestUnknownChainListsKnown(t *testing.T) {
 
 func TestDevChainConfigurable(t *testing.T) {
 	r := NewRegistry()
-	if _, err := r.Token("dev", ""); err == nil || !strings.Contains(err.Error(), "obol dev") {
-		t.Fatalf("dev token before start: %v", err)
-	}
 	addr := common.HexToAddress("0x5FbDB2315678afecb367f032d93F642f64180aa3")
 	r.SetDevChain(31337, Token{Address: addr, Symbol: "USDC", Decimals: 6, EIP712Name: "USDC", EIP712Version: "2"})
 	c, err := r.Chain("obol-dev")
@@ -74,5 +71,32 @@ func TestDevChainConfigurable(t *testing.T) {
 	tok, err := r.Token("eip155:31337", "USDC")
 	if err != nil || tok.Address != addr || tok.TransferMethod != "eip3009" {
 		t.Fatalf("dev token = %+v, %v", tok, err)
+	}
+}
+
+// A dev chain with no registered token (a cluster devnet, no stack file on
+// this machine) resolves to the token every default dev chain deploys; a
+// registered one replaces it.
+func TestDevChainDefaultToken(t *testing.T) {
+	r := NewRegistry()
+	tok, err := r.Token(DevChainName, "")
+	if err != nil {
+		t.Fatalf("Token(%s, \"\"): %v", DevChainName, err)
+	}
+	if tok.Address.Hex() != DevTokenAddress || tok.EIP712Name != DevTokenName || tok.EIP712Version != DevTokenVersion || tok.Decimals != DevTokenDecimals {
+		t.Errorf("default dev token = %+v", tok)
+	}
+	if _, err := r.Token(DevChainName, DevTokenAddress); err != nil {
+		t.Errorf("Token by the default address: %v", err)
+	}
+	other := Token{Address: common.HexToAddress("0x00000000000000000000000000000000000000aa"), Symbol: "USDC", Decimals: 6, EIP712Name: "USD Coin", EIP712Version: "2"}
+	r.SetDevChain(DevChainID, other)
+	if got, err := r.Token(DevChainName, ""); err != nil || got.Address != other.Address {
+		t.Errorf("after SetDevChain: %+v, %v; want the registered token", got, err)
+	}
+	r2 := NewRegistry()
+	r2.SetDevChain(31337, other)
+	if got, _ := r2.Token("eip155:31337", ""); got.Address != other.Address {
+		t.Errorf("chain 31337: %+v", got)
 	}
 }
