@@ -25,6 +25,22 @@ const (
 	LabelResult         = "result"
 )
 
+// Metric names: a contract, like the labels (recording rules, dashboards
+// and obol earnings read them).
+const (
+	MetricRequests            = metricsNamespacePrefix + "requests_total"
+	MetricPaymentRequired     = metricsNamespacePrefix + "payment_required_total"
+	MetricPaymentVerified     = metricsNamespacePrefix + "payment_verified_total"
+	MetricPaymentFailed       = metricsNamespacePrefix + "payment_failed_total"
+	MetricCharged             = metricsNamespacePrefix + "charged_requests_total"
+	MetricLastPaymentSuccess  = metricsNamespacePrefix + "last_payment_success_seconds"
+	MetricChargedAtomicUnits  = metricsNamespacePrefix + "charged_atomic_units_total"
+	MetricPaymentFailures     = metricsNamespacePrefix + "payment_failures_total"
+	MetricFacilitatorDuration = metricsNamespacePrefix + "facilitator_request_duration_seconds"
+	MetricConfigReloads       = metricsNamespacePrefix + "config_reloads_total"
+	MetricSettlements         = metricsNamespacePrefix + "settlements_total"
+)
+
 // Failure reasons of the verifier itself, beside the facilitator's codes.
 const (
 	ReasonMalformedPayment             = "malformed_payment"
@@ -132,30 +148,30 @@ func offerLabelValues(o Offer, chain string, extra ...string) []string {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	offer := []string{LabelOfferNamespace, LabelOfferName, LabelChain}
 	counter := func(name, help string, labels []string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricsNamespacePrefix + name, Help: help}, labels)
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
 	m := &Metrics{
-		Requests:        counter("requests_total", "Requests to a priced route.", offer),
-		PaymentRequired: counter("payment_required_total", "Unpaid requests answered with a 402 challenge.", offer),
-		PaymentVerified: counter("payment_verified_total", "Payments the facilitator verified as valid.", offer),
-		PaymentFailed:   counter("payment_failed_total", "Payments refused: malformed, not matching, invalid, replayed, or not settled.", offer),
-		Charged:         counter("charged_requests_total", "Requests whose payment was settled on-chain (the buyer was charged).", offer),
+		Requests:        counter(MetricRequests, "Requests to a priced route.", offer),
+		PaymentRequired: counter(MetricPaymentRequired, "Unpaid requests answered with a 402 challenge.", offer),
+		PaymentVerified: counter(MetricPaymentVerified, "Payments the facilitator verified as valid.", offer),
+		PaymentFailed:   counter(MetricPaymentFailed, "Payments refused: malformed, not matching, invalid, replayed, or not settled.", offer),
+		Charged:         counter(MetricCharged, "Requests whose payment was settled on-chain (the buyer was charged).", offer),
 		LastPaymentSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: metricsNamespacePrefix + "last_payment_success_seconds",
+			Name: MetricLastPaymentSuccess,
 			Help: "Unix time of the last settled payment.",
 		}, offer),
-		ChargedAtomicUnits: counter("charged_atomic_units_total",
+		ChargedAtomicUnits: counter(MetricChargedAtomicUnits,
 			"Settled revenue in atomic units of the asset (token address); exact while the total stays below 2^53.",
 			append(append([]string{}, offer...), LabelAsset)),
-		PaymentFailures: counter("payment_failures_total", "Refused payments by reason (a bounded set; unknown reasons are \"other\").",
+		PaymentFailures: counter(MetricPaymentFailures, "Refused payments by reason (a bounded set; unknown reasons are \"other\").",
 			append(append([]string{}, offer...), LabelReason)),
 		FacilitatorDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    metricsNamespacePrefix + "facilitator_request_duration_seconds",
+			Name:    MetricFacilitatorDuration,
 			Help:    "Duration of calls to the facilitator, by operation (verify, settle).",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{LabelOp}),
-		ConfigReloads: counter("config_reloads_total", "Route configuration loads by result (success, failure).", []string{LabelResult}),
-		Settlements: counter("settlements_total", "Settle outcomes by result: settled, settled_after_retry, refused (not charged), "+
+		ConfigReloads: counter(MetricConfigReloads, "Route configuration loads by result (success, failure).", []string{LabelResult}),
+		Settlements: counter(MetricSettlements, "Settle outcomes by result: settled, settled_after_retry, refused (not charged), "+
 			"unknown (no answer within the settle deadline: alert on it).", []string{LabelResult}),
 	}
 	m.served.Store(&map[offerChain]*offerState{})

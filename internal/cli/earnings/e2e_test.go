@@ -15,6 +15,7 @@ import (
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/earnings"
 	"github.com/obolstack/obol/internal/testenv"
+	"github.com/obolstack/obol/internal/verifier"
 )
 
 // TestRealVerifierPaidCalls is the issue's end-to-end check: a real verifier
@@ -53,8 +54,8 @@ func TestRealVerifierPaidCalls(t *testing.T) {
 		}
 	}
 	paidAt := time.Now()
-	p.WaitForValue(t, `sum(obol_x402_verifier_charged_requests_total)`, paid)
-	p.WaitFor(t, `sum(increase(obol_x402_verifier_payment_verified_total[1h]))`, func(f float64) bool { return f > 0 })
+	p.WaitForValue(t, "sum("+verifier.MetricCharged+")", paid)
+	p.WaitFor(t, "sum(increase("+verifier.MetricPaymentVerified+"[1h]))", func(f float64) bool { return f > 0 })
 
 	wantAtomic := new(big.Int).Mul(st.PriceAtomic, big.NewInt(paid)).String()
 	chain := st.Token.Chain

@@ -20,6 +20,7 @@ import (
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/earnings"
 	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/verifier"
 )
 
 func TestFlags(t *testing.T) {
@@ -60,10 +61,10 @@ func TestFlags(t *testing.T) {
 // verifierMetrics serves verifier-shaped metrics from a real registry.
 func verifierMetrics(t *testing.T) string {
 	reg := prometheus.NewRegistry()
-	offer := []string{"offer_namespace", "offer_name", "chain"}
+	offer := []string{verifier.LabelOfferNamespace, verifier.LabelOfferName, verifier.LabelChain}
 	w := []string{"demo", "weather", "eip155:84532"}
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_x402_verifier_charged_requests_total", Help: "x"}, offer)
-	a := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_x402_verifier_charged_atomic_units_total", Help: "x"}, append(offer, "asset"))
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: verifier.MetricCharged, Help: "x"}, offer)
+	a := prometheus.NewCounterVec(prometheus.CounterOpts{Name: verifier.MetricChargedAtomicUnits, Help: "x"}, append(offer, verifier.LabelAsset))
 	reg.MustRegister(c, a)
 	c.WithLabelValues(w...).Add(3)
 	a.WithLabelValues(append(w, "0x036CbD53842c5426634e7929541eC2318f3dCF7e")...).Add(3000)
@@ -181,8 +182,8 @@ func TestRunMetricsURLDevToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	a := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_x402_verifier_charged_atomic_units_total", Help: "x"},
-		[]string{"offer_namespace", "offer_name", "chain", "asset"})
+	a := prometheus.NewCounterVec(prometheus.CounterOpts{Name: verifier.MetricChargedAtomicUnits, Help: "x"},
+		[]string{verifier.LabelOfferNamespace, verifier.LabelOfferName, verifier.LabelChain, verifier.LabelAsset})
 	reg.MustRegister(a)
 	a.WithLabelValues("dev", "weather", "eip155:1337", token.Hex()).Add(5000)
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

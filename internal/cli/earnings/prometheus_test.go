@@ -16,6 +16,7 @@ import (
 
 	"github.com/obolstack/obol/internal/earnings"
 	"github.com/obolstack/obol/internal/testenv"
+	"github.com/obolstack/obol/internal/verifier"
 )
 
 const usdcBaseSepolia = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
@@ -30,22 +31,22 @@ type verifierLike struct {
 
 func newVerifierLike(t *testing.T) *verifierLike {
 	reg := prometheus.NewRegistry()
-	offer := []string{"offer_namespace", "offer_name", "chain"}
+	offer := []string{verifier.LabelOfferNamespace, verifier.LabelOfferName, verifier.LabelChain}
 	cv := func(name string, l []string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: name}, l)
 		reg.MustRegister(c)
 		return c
 	}
 	v := &verifierLike{
-		required: cv("obol_x402_verifier_payment_required_total", offer),
-		verified: cv("obol_x402_verifier_payment_verified_total", offer),
-		failed:   cv("obol_x402_verifier_payment_failed_total", offer),
-		charged:  cv("obol_x402_verifier_charged_requests_total", offer),
-		atomic:   cv("obol_x402_verifier_charged_atomic_units_total", append(offer, "asset")),
-		last:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "obol_x402_verifier_last_payment_success_seconds", Help: "x"}, offer),
+		required: cv(verifier.MetricPaymentRequired, offer),
+		verified: cv(verifier.MetricPaymentVerified, offer),
+		failed:   cv(verifier.MetricPaymentFailed, offer),
+		charged:  cv(verifier.MetricCharged, offer),
+		atomic:   cv(verifier.MetricChargedAtomicUnits, append(offer, verifier.LabelAsset)),
+		last:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: verifier.MetricLastPaymentSuccess, Help: "x"}, offer),
 	}
 	reg.MustRegister(v.last)
-	requests := cv("obol_x402_verifier_requests_total", offer)
+	requests := cv(verifier.MetricRequests, offer)
 	w := []string{"demo", "weather", "eip155:84532"}
 	// Before Prometheus's first scrape: 3 calls already charged (0.003 USDC),
 	// payment counters at zero.
@@ -115,10 +116,10 @@ func TestRealPrometheus(t *testing.T) {
 	v := newVerifierLike(t)
 	p := testenv.StartPrometheus(t, testenv.PromConfig{Targets: []string{v.url}})
 	p.WaitForUp(t, "test", 1)
-	p.WaitForValue(t, `sum(obol_x402_verifier_charged_requests_total)`, 3)
+	p.WaitForValue(t, "sum("+verifier.MetricCharged+")", 3)
 	paidAt := time.Now()
 	v.pay(paidAt)
-	p.WaitForValue(t, `sum(obol_x402_verifier_charged_requests_total)`, 5)
+	p.WaitForValue(t, "sum("+verifier.MetricCharged+")", 5)
 
 	check := func(name string, s earnings.Snapshot) {
 		t.Helper()
@@ -159,7 +160,7 @@ func TestRealPrometheus(t *testing.T) {
 	}
 
 	// The rate needs the increments inside Prometheus's 1h window.
-	p.WaitFor(t, `sum(increase(obol_x402_verifier_payment_failed_total[1h]))`, func(f float64) bool { return f > 0 })
+	p.WaitFor(t, "sum(increase("+verifier.MetricPaymentFailed+"[1h]))", func(f float64) bool { return f > 0 })
 	raw := runJSON(t, p.URL)
 	if raw.Source.RecordingRules != "missing" {
 		t.Errorf("without rules: recordingRules = %q, want missing", raw.Source.RecordingRules)
