@@ -36,6 +36,9 @@ const DefaultMaxAmount = "0.01"
 // requirement's maxTimeoutSeconds is missing or zero.
 const DefaultValidity = 60 * time.Second
 
+// DefaultMaxValidity is the longest validity signed unless raised.
+const DefaultMaxValidity = 10 * time.Minute
+
 // DefaultMaxBodyBytes bounds the response bodies the payer reads.
 const DefaultMaxBodyBytes = 64 << 20
 
@@ -50,6 +53,11 @@ type Payer struct {
 	// HTTPClient sends the requests; nil means a client with a 2 minute
 	// timeout.
 	HTTPClient *http.Client
+	// MaxValidity caps how long a signed authorization stays valid (the
+	// seller's maxTimeoutSeconds): a seller asking for more is refused,
+	// since a longer-lived authorization can be spent later or twice by a
+	// careless seller. 0 means DefaultMaxValidity.
+	MaxValidity time.Duration
 	// MaxAmount caps one payment, as an exact decimal in token units of the
 	// asset paid ("0.05"); "" means DefaultMaxAmount. Digits beyond the
 	// token's precision are dropped (the cap is rounded down).
@@ -351,6 +359,14 @@ func (p *Payer) check(version int, req x402.Requirement, maxAmount, wantChain st
 	validity := time.Duration(req.MaxTimeoutSeconds) * time.Second
 	if validity <= 0 {
 		validity = DefaultValidity
+	}
+	maxValidity := p.MaxValidity
+	if maxValidity <= 0 {
+		maxValidity = DefaultMaxValidity
+	}
+	if validity > maxValidity {
+		return nil, fmt.Sprintf("the seller asks for an authorization valid for %s (maxTimeoutSeconds %d), over the cap of %s (raise --max-validity to sign it)",
+			validity, req.MaxTimeoutSeconds, maxValidity)
 	}
 	return &Quote{Version: version, Requirement: req, Chain: chain, Token: token, Amount: amount, PayTo: payTo, Validity: validity}, ""
 }

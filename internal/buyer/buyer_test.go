@@ -126,6 +126,10 @@ func TestRefusesWithoutSigning(t *testing.T) {
 	permit2.Extra.AssetTransferMethod = "permit2"
 	otherScheme := usdcReq("1000")
 	otherScheme.Scheme = "upto"
+	tenYears := usdcReq("1000")
+	tenYears.MaxTimeoutSeconds = 10 * 365 * 24 * 3600
+	hour := usdcReq("1000")
+	hour.MaxTimeoutSeconds = 3600
 
 	cases := []struct {
 		name  string
@@ -145,6 +149,8 @@ func TestRefusesWithoutSigning(t *testing.T) {
 		}, "payTo 0x209693Bc6afc0C5328bA36FaF03C514EF312287C is not in --allow-pay-to"},
 		{"network filter", usdcReq("1000"), func(p *Payer) { p.Network = "base" }, "is not the one allowed by --chain"},
 		{"default cap", usdcReq("20000"), func(p *Payer) { p.MaxAmount = "" }, "over the cap of 0.01 USDC"},
+		{"validity over the default cap", tenYears, nil, "valid for 87600h0m0s (maxTimeoutSeconds 315360000), over the cap of 10m0s (raise --max-validity"},
+		{"validity over a raised cap", hour, func(p *Payer) { p.MaxValidity = 30 * time.Minute }, "over the cap of 30m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

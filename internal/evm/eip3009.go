@@ -262,3 +262,22 @@ func CheckCanonical(sig []byte) error {
 	}
 	return nil
 }
+
+// ValiditySkew is the clock difference allowed between whoever signs an
+// authorization and whoever checks how long it is valid.
+const ValiditySkew = 30 * time.Second
+
+// ErrValidTooLong is an authorization valid for longer than allowed.
+var ErrValidTooLong = errors.New("authorization is valid for too long")
+
+// CheckMaxValidity checks validBefore ≤ now + max + ValiditySkew: an
+// authorization must not outlive the window a seller asked for (its
+// maxTimeoutSeconds), nor the replay records kept for that window.
+func CheckMaxValidity(a Authorization, now time.Time, max time.Duration) error {
+	limit := big.NewInt(now.Add(max + ValiditySkew).Unix())
+	if a.ValidBefore == nil || a.ValidBefore.Cmp(limit) > 0 {
+		return fmt.Errorf("%w: validBefore %v is more than %s (+%s clock skew) from now (%d): sign one valid for at most maxTimeoutSeconds",
+			ErrValidTooLong, a.ValidBefore, max, ValiditySkew, now.Unix())
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -163,6 +164,11 @@ func (s *Server) inspect(vr x402.VerifyRequest) (*checked, *outcome) {
 			return fail(invalid(x402.ReasonValidAfter, "%v", err))
 		}
 		return fail(invalid(x402.ReasonValidBefore, "%v", err))
+	}
+	if req.MaxTimeoutSeconds > 0 {
+		if err := evm.CheckMaxValidity(auth, s.now(), time.Duration(req.MaxTimeoutSeconds)*time.Second); err != nil {
+			return fail(invalid(x402.ReasonValidBefore, "%v", err))
+		}
 	}
 
 	// 7. EIP-712 domain from the requirement's extra.

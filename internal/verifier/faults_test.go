@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,11 @@ import (
 // after its parent, so a burst of 150 settlements runs the chain's clock
 // minutes ahead of the wall clock: the route allows 600 s of validity so
 // that late authorizations do not expire on chain.
+//
+// The facilitator here waits 5 s per RPC call and 10 s for a receipt, and
+// queues its sends: its worst case is several tens of seconds. The gate's
+// facilitatorTimeout of 20 s gives a settle deadline of 80 s, longer than
+// that, as the settle deadline must be.
 
 // tcpGate forwards TCP to a target and can refuse for a while: every
 // connection, new or open, is cut while refusing.
@@ -243,6 +249,24 @@ type faultRig struct {
 	gate   *httptest.Server
 	srv    *Server
 	seller common.Address
+	log    syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func startFaultRig(t *testing.T, facilitatorTimeout string) *faultRig {
@@ -264,6 +288,7 @@ func startFaultRig(t *testing.T, facilitatorTimeout string) *faultRig {
 	r.srv, err = New(Options{
 		NewFacilitator: func(u string) (Facilitator, error) { return facilitator.NewClient(u) },
 		Registry:       reg,
+		Logger:         slog.New(slog.NewTextHandler(&r.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		ClassifyFacilitatorError: func(err error) bool {
 			var fe *facilitator.Error
 			return errors.As(err, &fe) && fe.Temporary
@@ -420,7 +445,7 @@ func waitSent(sent func() uint64, n uint64) {
 }
 
 func TestFaultFacilitatorKilledMidBurst(t *testing.T) {
-	r := startFaultRig(t, "10s")
+	r := startFaultRig(t, "20s")
 	const n = 150
 	sent := r.sentTxs(t)
 	// Kill and restart the facilitator three times as settlement
@@ -442,7 +467,7 @@ func TestFaultFacilitatorKilledMidBurst(t *testing.T) {
 }
 
 func TestFaultChainRPCRefusedMidBurst(t *testing.T) {
-	r := startFaultRig(t, "10s")
+	r := startFaultRig(t, "20s")
 	const n = 120
 	sent := r.sentTxs(t)
 	done := make(chan struct{})
@@ -459,4 +484,8 @@ func TestFaultChainRPCRefusedMidBurst(t *testing.T) {
 	<-done
 	sc, cns, snc, neither := r.reconcile(t, calls)
 	reportFault(t, "chain RPC refused", calls, sc, cns, snc, neither)
+	if t.Failed() {
+		lines := strings.Split(r.log.String(), "\n")
+		t.Logf("gate log (%d lines), first and last:\n%s\n...\n%s", len(lines), strings.Join(lines[:min(8, len(lines))], "\n"), strings.Join(lines[max(0, len(lines)-8):], "\n"))
+	}
 }

@@ -48,6 +48,7 @@ const (
 	ReasonFacilitatorError             = "facilitator_error"
 	ReasonFacilitatorUnavailable       = "facilitator_unavailable"
 	ReasonSettleFailed                 = "settle_failed"
+	ReasonReplayRecordFull             = "replay_record_full"
 	ReasonOther                        = "other"
 	reloadResultSuccess                = "success"
 	reloadResultFailure                = "failure"
@@ -63,7 +64,7 @@ var failureReasons = func() map[string]bool {
 	m := map[string]bool{}
 	for _, rs := range [][]string{x402.SpecReasons, x402.ExtensionReasons, {
 		ReasonMalformedPayment, ReasonAuthorizationReused, ReasonFacilitatorError,
-		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonOther,
+		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonReplayRecordFull, ReasonOther,
 	}} {
 		for _, r := range rs {
 			m[r] = true

@@ -120,12 +120,24 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		return refuse(x402.ReasonValueMismatch)
 	}
 	now := s.now()
+	if err := evm.CheckMaxValidity(auth, now, time.Duration(req.MaxTimeoutSeconds)*time.Second); err != nil {
+		// Longer than the replay record is kept for it: it could be
+		// served again after the record expired.
+		s.log.Debug("payment refused", "offer", route.Offer.Name, "err", err)
+		return refuse(x402.ReasonValidBefore)
+	}
 	pm := &payment{s: s, st: st, route: route, p: p, req: req, amount: auth.Value, payer: auth.From.Hex(),
 		key: newAuthKey(route.Chain.CAIP2, route.Token.Address.Hex(), auth.From.Hex(), p.Exact.Authorization.Nonce), settleKey: newSettleKey()}
 	pm.expires = expiry(auth.ValidBefore, now)
-	ok, used := s.guard.acquire(pm.key, now)
+	ok, used, full := s.guard.acquire(pm.key, now)
 	if used {
 		return refuse(ReasonAuthorizationReused)
+	}
+	if full {
+		s.metrics.failed(route, ReasonReplayRecordFull)
+		s.log.Error("replay record full: payment refused; raise the replay cache size or lower maxTimeoutSeconds", "offer", route.Offer.Name)
+		writeJSONError(w, r, http.StatusServiceUnavailable, errorBody{Error: "the gate is at its limit of payments in their validity window: nothing was served or charged; try again shortly", Reason: ReasonReplayRecordFull})
+		return nil
 	}
 	if !ok {
 		return refuse(x402.ReasonAuthorizationInFlight)
@@ -173,18 +185,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 }
 
 // expiry is how long a used authorization is remembered: until a minute
-// after its validBefore (the token refuses it after that anyway), at most a
-// day.
+// after its validBefore (the token refuses it after that anyway). admit
+// has checked that validBefore lies within maxTimeoutSeconds (+ skew).
 func expiry(validBefore *big.Int, now time.Time) time.Time {
-	limit := now.Add(24 * time.Hour)
 	if validBefore == nil || !validBefore.IsInt64() {
-		return limit
+		return now.Add(24 * time.Hour) // unreachable after CheckMaxValidity
 	}
-	t := time.Unix(validBefore.Int64(), 0).Add(time.Minute)
-	if t.After(limit) {
-		return limit
-	}
-	return t
+	return time.Unix(validBefore.Int64(), 0).Add(time.Minute)
 }
 
 // settleOutcome is the result of settling: the response to send in the

@@ -68,8 +68,9 @@ type Options struct {
 	// client's knowledge here. Without it, timeouts and refused connections
 	// are 503 and everything else 502.
 	ClassifyFacilitatorError func(err error) (temporary bool)
-	// ReplayCacheSize bounds the cache of recently used authorizations
-	// (default 100000).
+	// ReplayCacheSize bounds the live entries of the replay record
+	// (default DefaultReplayCacheSize); when full, new payments are refused
+	// rather than a record dropped before its authorization expires.
 	ReplayCacheSize int
 }
 

@@ -31,7 +31,7 @@ func TestProxyPaysRealVerifierOnDevChain(t *testing.T) {
 	}
 	defer st.Close()
 
-	auths, err := proxy.PreSign(st.Buyer.Key, st.Token, st.Chain.ChainID, st.Seller.Address, st.PriceAtomic, 3, time.Now(), time.Hour)
+	auths, err := proxy.PreSign(st.Buyer.Key, st.Token, st.Chain.ChainID, st.Seller.Address, st.PriceAtomic, 3, time.Now(), time.Minute) // within the seller's maxTimeoutSeconds
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/obolstack/obol/internal/buyer"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/evm"
@@ -104,7 +105,7 @@ refills included. --max-spend-per-day caps what the proxy spends in any rolling
 	fl.BoolVar(&o.AutoRefill, "auto-refill", false, "let `obol buy refill --watch` top up when few remain")
 	fl.IntVar(&o.Threshold, "threshold", 10, "refill when fewer than this remain")
 	fl.IntVar(&o.RefillCount, "refill-count", 0, "authorizations per refill (default: --count)")
-	fl.DurationVar(&o.ValidFor, "valid-for", 7*24*time.Hour, "how long each authorization stays valid")
+	fl.DurationVar(&o.ValidFor, "valid-for", 0, "how long each authorization stays valid (default and most: the seller's maxTimeoutSeconds, beyond which sellers refuse it)")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the PurchaseRequest instead of creating it")
 	fl.StringVar(&o.DevStack, "dev-stack", stackfile.DefaultPath(), "a running `obol dev` stack file, for its token")
 	return cmd
@@ -156,7 +157,11 @@ func CreateRun(ctx context.Context, o *CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	auths, err := purchase.Sign(key, pr.Spec.Payment, o.Registry, o.Count, o.Now(), o.ValidFor)
+	validFor, err := sellerValidity(o.ValidFor, terms)
+	if err != nil {
+		return err
+	}
+	auths, err := purchase.Sign(key, pr.Spec.Payment, o.Registry, o.Count, o.Now(), validFor)
 	if err != nil {
 		return err
 	}
@@ -180,4 +185,21 @@ func CreateRun(ctx context.Context, o *CreateOptions) error {
 		return printObject(o.IO, o.Output, pr)
 	}
 	return nil
+}
+
+// sellerValidity is how long to sign for: the seller refuses an
+// authorization valid for longer than its maxTimeoutSeconds (it keeps its
+// replay record that long), so that is the default and the most.
+func sellerValidity(asked time.Duration, terms *purchase.Terms) (time.Duration, error) {
+	most := time.Duration(terms.Requirement.MaxTimeoutSeconds) * time.Second
+	if most <= 0 {
+		most = buyer.DefaultValidity
+	}
+	if asked == 0 {
+		return most, nil
+	}
+	if asked > most {
+		return 0, &cmdutil.FlagError{Err: fmt.Errorf("--valid-for %s: the seller accepts authorizations valid for at most %s (its maxTimeoutSeconds); sign for that or less, and refill more often", asked, most)}
+	}
+	return asked, nil
 }

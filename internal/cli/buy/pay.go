@@ -52,10 +52,11 @@ type PayOptions struct {
 	PassphraseEnv  string
 	PassphraseFile string
 
-	MaxAmount  string
-	Network    string
-	AllowPayTo []string
-	DryRun     bool
+	MaxAmount   string
+	MaxValidity time.Duration
+	Network     string
+	AllowPayTo  []string
+	DryRun      bool
 
 	// DevStack is the `obol dev` stack file; DevStackExplicit says the user
 	// named it (then it must exist).
@@ -161,6 +162,7 @@ flags; 3 refused to pay (nothing signed); 4 the server rejected the payment;
 	fl.StringVar(&opts.PassphraseEnv, "passphrase-env", PassphraseEnvDefault, "environment variable holding the keystore passphrase")
 	fl.StringVar(&opts.PassphraseFile, "passphrase-file", "", "file whose first line is the keystore passphrase")
 	fl.StringVar(&opts.MaxAmount, "max-amount", buyer.DefaultMaxAmount, "most to pay for this call, in token units of the asset (e.g. 0.05 = 5 cents of USDC)")
+	fl.DurationVar(&opts.MaxValidity, "max-validity", buyer.DefaultMaxValidity, "longest validity to sign (the seller's maxTimeoutSeconds); a seller asking for more is refused")
 	fl.StringVar(&opts.Network, "chain", "", "only pay on this chain (name such as base-sepolia, or CAIP-2 such as eip155:84532)")
 	fl.StringSliceVar(&opts.AllowPayTo, "allow-pay-to", nil, "only pay these addresses (repeatable or comma-separated)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "show what would be paid and stop: sign and send nothing")
@@ -295,7 +297,7 @@ func buildPayer(opts *PayOptions) (*buyer.Payer, error) {
 			asked = append(asked, strings.TrimSpace(name))
 		}
 	}
-	return &buyer.Payer{Key: key, Registry: reg, HTTPClient: client, MaxAmount: opts.MaxAmount,
+	return &buyer.Payer{Key: key, Registry: reg, HTTPClient: client, MaxAmount: opts.MaxAmount, MaxValidity: opts.MaxValidity,
 		AllowPayTo: allow, Network: opts.Network, Now: opts.Now, Headers: buyer.HeaderPolicy{Allow: asked}}, nil
 }
 
