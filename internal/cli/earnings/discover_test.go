@@ -20,6 +20,7 @@ import (
 // API server has no kubelets, so the port-forward itself must fail — with a
 // message naming the target and the flags.
 func TestDiscoverRealAPIServer(t *testing.T) {
+	t.Parallel()
 	k, err := testenv.StartKube()
 	testenv.SkipOrFail(t, err)
 	defer k.Stop()

@@ -24,6 +24,7 @@ import (
 )
 
 func TestFlags(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args    []string
 		wantErr string
@@ -81,6 +82,7 @@ func testOpts(t *testing.T) (*Options, *bytes.Buffer) {
 }
 
 func TestRunMetricsURLJSON(t *testing.T) {
+	t.Parallel()
 	opts, out := testOpts(t)
 	opts.MetricsURL = verifierMetrics(t)
 	if err := earningsRun(context.Background(), opts); err != nil {
@@ -96,6 +98,7 @@ func TestRunMetricsURLJSON(t *testing.T) {
 }
 
 func TestRunMetricsURLPlainTableWhenNotATerminal(t *testing.T) {
+	t.Parallel()
 	opts, out := testOpts(t)
 	opts.Output = "table"
 	opts.MetricsURL = verifierMetrics(t)
@@ -117,6 +120,7 @@ func TestRunMetricsURLPlainTableWhenNotATerminal(t *testing.T) {
 }
 
 func TestRunTerminalStartsTUI(t *testing.T) {
+	t.Parallel()
 	opts, _ := testOpts(t)
 	opts.Output = "table"
 	opts.IO.SetStdoutTTY(true)
@@ -133,6 +137,7 @@ func TestRunTerminalStartsTUI(t *testing.T) {
 }
 
 func TestRunNoSourceSaysWhatToDo(t *testing.T) {
+	t.Parallel()
 	opts, _ := testOpts(t)
 	// A kubeconfig that does not exist: no cluster.
 	opts.Kubeconfig = filepath.Join(t.TempDir(), "missing-kubeconfig")
@@ -159,6 +164,7 @@ current-context: c
 }
 
 func TestRunUnreachablePrometheus(t *testing.T) {
+	t.Parallel()
 	opts, _ := testOpts(t)
 	srv := httptest.NewServer(nil)
 	opts.Prometheus = srv.URL

@@ -113,6 +113,7 @@ func runJSON(t *testing.T, promURL string) earnings.Snapshot {
 // PromQL fallback), then with the chart's rules loaded; both report the
 // exact figures.
 func TestRealPrometheus(t *testing.T) {
+	t.Parallel()
 	v := newVerifierLike(t)
 	p := testenv.StartPrometheus(t, testenv.PromConfig{Targets: []string{v.url}})
 	p.WaitForUp(t, "test", 1)
