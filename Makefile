@@ -51,9 +51,10 @@ demo: ## run the whole payment loop locally and print the earnings
 	$(GO) run ./cmd/obol dev --pay 5 --exit-after
 
 .PHONY: test
-test: test-deps lint contracts-check ## install test services, lint, check the token build, run all tests with -race, then fuzz
+test: test-deps lint contracts-check ## install test services, lint, check the token build, run all tests with -race, fuzz, then the end-to-end test (make e2e)
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory e2e
 
 .PHONY: test-deps
 test-deps: ## install prometheus, promtool, etcd; build kube-apiserver once (cached)
@@ -170,3 +171,20 @@ cluster-down: ## stop the cluster (by PID) and remove its mounts, bridge, iptabl
 .PHONY: cluster-status
 cluster-status: ## show the cluster's processes and node
 	@$(CLUSTER_SUDO) $(CLUSTER_ENV) ./hack/cluster.sh status
+
+# The end-to-end test: the obol image and binary from this tree, a fresh
+# cluster, internal/e2e against it, and the cluster torn down whatever
+# happens. E2E_KEEP=1 leaves the cluster running afterwards (make cluster-down
+# stops it). Needs root; without it the target skips, or fails under CI=true.
+E2E_TIMEOUT ?= 25m
+.PHONY: e2e
+e2e: ## run the marketplace end to end in a real single-node cluster (image, cluster, obol commands, Prometheus)
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		if [ "$${CI:-}" = true ]; then echo "e2e: CI=true and not root: the cluster needs root (containerd, kubelet)"; exit 1; fi; \
+		echo "e2e: skipped: the cluster needs root (sudo make e2e)"; exit 0; fi
+	$(MAKE) --no-print-directory build image
+	@start=$$(date +%s); \
+	if [ "$(E2E_KEEP)" != 1 ]; then trap '$(CLUSTER_ENV) ./hack/cluster.sh down' EXIT; fi; \
+	$(CLUSTER_ENV) OBOL_IMAGE_TAR=$(CURDIR)/$(IMAGE_TAR) ./hack/cluster.sh up; \
+	OBOL_E2E=1 OBOL_E2E_BIN=$(CURDIR)/bin/obol $(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./internal/e2e/; \
+	echo "e2e: passed in $$(( $$(date +%s) - start ))s (cluster up and test)"
