@@ -116,6 +116,22 @@ func TestClientFailureStyles(t *testing.T) {
 		{"429 rate limited",
 			fixed(429, `{"error":"slow down"}`),
 			want{err: true, temporary: true, status: 429}, want{err: true, temporary: true, status: 429}},
+		// Older spellings of a code read as the specification's, in every style.
+		{"older codes, style 1",
+			func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/settle") {
+					fixed(200, `{"success":false,"errorReason":"invalid_exact_evm_transaction_failed","transaction":"","network":"eip155:84532"}`)(w, r)
+					return
+				}
+				fixed(200, `{"isValid":false,"invalidReason":"invalid_exact_evm_payload_authorization_value"}`)(w, r)
+			},
+			want{reason: x402.ReasonValueMismatch}, want{reason: x402.ReasonInvalidTransactionState}},
+		{"older code, style 3",
+			fixed(400, `{"error":"invalid_exact_evm_payload_authorization_value"}`),
+			want{reason: x402.ReasonValueMismatch}, want{reason: x402.ReasonValueMismatch}},
+		{"older code, 5xx",
+			fixed(500, `{"isValid":false,"invalidReason":"invalid_exact_evm_transaction_failed","success":false,"errorReason":"invalid_exact_evm_transaction_failed"}`),
+			want{err: true, status: 500, reason: x402.ReasonInvalidTransactionState}, want{err: true, status: 500, reason: x402.ReasonInvalidTransactionState}},
 		{"success without a transaction",
 			func(w http.ResponseWriter, r *http.Request) {
 				if strings.HasSuffix(r.URL.Path, "/settle") {
