@@ -42,21 +42,26 @@ const (
 // route source decodes it from YAML; the kube route source builds the routes
 // from ServiceOffers and keeps the file's globals. Compile validates it.
 type Spec struct {
-	PayTo              string      `yaml:"payTo" json:"payTo,omitempty"`
-	Wallet             string      `yaml:"wallet" json:"wallet,omitempty"` // alias of payTo, as other x402 stacks name it
-	Chain              string      `yaml:"chain" json:"chain,omitempty"`
-	FacilitatorURL     string      `yaml:"facilitatorURL" json:"facilitatorURL,omitempty"`
-	FacilitatorTimeout string      `yaml:"facilitatorTimeout" json:"facilitatorTimeout,omitempty"`
-	Mode               string      `yaml:"mode" json:"mode,omitempty"`
-	ForwardAuth        string      `yaml:"forwardAuth" json:"forwardAuth,omitempty"`
-	Unmatched          string      `yaml:"unmatched" json:"unmatched,omitempty"`
-	Upstream           string      `yaml:"upstream" json:"upstream,omitempty"`
-	Asset              *AssetSpec  `yaml:"asset" json:"asset,omitempty"`
-	MaxTimeoutSeconds  int         `yaml:"maxTimeoutSeconds" json:"maxTimeoutSeconds,omitempty"`
-	MaxResponseBytes   int64       `yaml:"maxResponseBytes" json:"maxResponseBytes,omitempty"`
-	ChallengeVersion   int         `yaml:"challengeVersion" json:"challengeVersion,omitempty"`
-	OfferNamespace     string      `yaml:"offerNamespace" json:"offerNamespace,omitempty"`
-	Routes             []RouteSpec `yaml:"routes" json:"routes,omitempty"`
+	PayTo          string `yaml:"payTo" json:"payTo,omitempty"`
+	Wallet         string `yaml:"wallet" json:"wallet,omitempty"` // alias of payTo, as other x402 stacks name it
+	Chain          string `yaml:"chain" json:"chain,omitempty"`
+	FacilitatorURL string `yaml:"facilitatorURL" json:"facilitatorURL,omitempty"`
+	// FacilitatorHeaders are sent with every request to facilitatorURL
+	// (an API key, a bearer token), values from env or file.
+	FacilitatorHeaders []UpstreamAuthSpec `yaml:"facilitatorHeaders" json:"facilitatorHeaders,omitempty"`
+	// Facilitators is an ordered fallback list, instead of facilitatorURL.
+	Facilitators       []FacilitatorSpec `yaml:"facilitators" json:"facilitators,omitempty"`
+	FacilitatorTimeout string            `yaml:"facilitatorTimeout" json:"facilitatorTimeout,omitempty"`
+	Mode               string            `yaml:"mode" json:"mode,omitempty"`
+	ForwardAuth        string            `yaml:"forwardAuth" json:"forwardAuth,omitempty"`
+	Unmatched          string            `yaml:"unmatched" json:"unmatched,omitempty"`
+	Upstream           string            `yaml:"upstream" json:"upstream,omitempty"`
+	Asset              *AssetSpec        `yaml:"asset" json:"asset,omitempty"`
+	MaxTimeoutSeconds  int               `yaml:"maxTimeoutSeconds" json:"maxTimeoutSeconds,omitempty"`
+	MaxResponseBytes   int64             `yaml:"maxResponseBytes" json:"maxResponseBytes,omitempty"`
+	ChallengeVersion   int               `yaml:"challengeVersion" json:"challengeVersion,omitempty"`
+	OfferNamespace     string            `yaml:"offerNamespace" json:"offerNamespace,omitempty"`
+	Routes             []RouteSpec       `yaml:"routes" json:"routes,omitempty"`
 
 	// Source names where the spec came from in errors ("pricing.yaml").
 	Source string `yaml:"-" json:"-"`
@@ -108,6 +113,22 @@ const (
 	// for event streams and streamed completions.
 	SettleOnHeaders = "on-headers"
 )
+
+// FacilitatorSpec is one facilitator of the fallback list.
+type FacilitatorSpec struct {
+	// Name is the facilitator metric label (default: the URL's host).
+	Name    string             `yaml:"name" json:"name,omitempty"`
+	URL     string             `yaml:"url" json:"url"`
+	Headers []UpstreamAuthSpec `yaml:"headers" json:"headers,omitempty"`
+}
+
+// FacilitatorEndpoint is a compiled facilitator: its name (the metric
+// label), URL and the headers to send (secret values; never logged).
+type FacilitatorEndpoint struct {
+	Name   string
+	URL    string
+	Header http.Header
+}
 
 // UpstreamAuthSpec adds a header to every request forwarded upstream, its
 // value read from an environment variable or a file (a mounted Secret). The
@@ -166,7 +187,8 @@ type Config struct {
 	Mode               string
 	ForwardAuth        string
 	Unmatched          string
-	FacilitatorURL     string
+	FacilitatorURL     string // the first of Facilitators
+	Facilitators       []FacilitatorEndpoint
 	FacilitatorTimeout time.Duration
 	Upstream           *url.URL // global upstream; nil when none
 	MaxResponseBytes   int64
@@ -395,6 +417,73 @@ type globals struct {
 	namespace string // the offers' namespace unless a route names its own
 }
 
+// facilitators compiles facilitatorURL (with facilitatorHeaders) or the
+// facilitators list.
+func (c *compiler) facilitators(cfg *Config) {
+	s := c.spec
+	specs := s.Facilitators
+	base := "facilitators"
+	switch {
+	case len(specs) > 0 && (s.FacilitatorURL != "" || len(s.FacilitatorHeaders) > 0):
+		c.fail("facilitators", "give facilitatorURL (with facilitatorHeaders) or the facilitators list, not both")
+		return
+	case len(specs) == 0:
+		if strings.TrimSpace(s.FacilitatorURL) == "" {
+			c.fail("facilitatorURL", "missing: the URL of the x402 facilitator, e.g. https://x402.org/facilitator or http://127.0.0.1:4021 for `obol facilitator serve`")
+			return
+		}
+		specs = []FacilitatorSpec{{Name: "default", URL: s.FacilitatorURL, Headers: s.FacilitatorHeaders}}
+		base = ""
+	}
+	names := map[string]bool{}
+	for i, fs := range specs {
+		p := fmt.Sprintf("%s[%d].", base, i)
+		urlPath, headersPath := p+"url", p+"headers"
+		if base == "" {
+			urlPath, headersPath = "facilitatorURL", "facilitatorHeaders"
+		}
+		e := FacilitatorEndpoint{Name: fs.Name, URL: strings.TrimRight(strings.TrimSpace(fs.URL), "/"), Header: http.Header{}}
+		if e.URL == "" {
+			c.fail(urlPath, "missing: the facilitator's URL")
+		} else if err := checkFacilitatorURL(e.URL); err != nil {
+			c.fail(urlPath, "%v", err)
+		} else if e.Name == "" {
+			u, _ := url.Parse(e.URL)
+			e.Name = u.Hostname()
+		}
+		if e.Name != "" {
+			if err := checkFacilitatorName(e.Name); err != nil {
+				c.fail(p+"name", "%v", err)
+			} else if names[e.Name] {
+				c.fail(p+"name", "%q is already the name of an earlier facilitator (names are the facilitator metric label): set name", e.Name)
+			}
+			names[e.Name] = true
+		}
+		for j := range fs.Headers {
+			if h, v := c.upstreamAuth(fmt.Sprintf("%s[%d]", headersPath, j), &fs.Headers[j]); h != "" {
+				e.Header.Set(h, v)
+			}
+		}
+		cfg.Facilitators = append(cfg.Facilitators, e)
+	}
+	if len(cfg.Facilitators) > 0 {
+		cfg.FacilitatorURL = cfg.Facilitators[0].URL
+	}
+}
+
+func checkFacilitatorName(n string) error {
+	if len(n) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", n)
+	}
+	for i := 0; i < len(n); i++ {
+		ch := n[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '.' || ch == '_') {
+			return fmt.Errorf("%q: use lower-case letters, digits, '-', '.' and '_'", n)
+		}
+	}
+	return nil
+}
+
 // oneOf checks an enumerated field: the zero value means def, any other
 // value must be one of allowed; msg formats the complaint with the value.
 func oneOf[T comparable](c *compiler, path string, v, def T, allowed []T, msg string) T {
@@ -427,12 +516,7 @@ func (c *compiler) globals(cfg *Config) globals {
 		*f.dst = oneOf(c, f.path, f.v, f.def, f.allowed, f.msg)
 	}
 
-	cfg.FacilitatorURL = strings.TrimRight(strings.TrimSpace(s.FacilitatorURL), "/")
-	if cfg.FacilitatorURL == "" {
-		c.fail("facilitatorURL", "missing: the URL of the x402 facilitator, e.g. https://x402.org/facilitator or http://127.0.0.1:4021 for `obol facilitator serve`")
-	} else if err := checkFacilitatorURL(cfg.FacilitatorURL); err != nil {
-		c.fail("facilitatorURL", "%v", err)
-	}
+	c.facilitators(cfg)
 	cfg.FacilitatorTimeout = DefaultFacilitatorTimeout
 	if s.FacilitatorTimeout != "" {
 		d, err := time.ParseDuration(s.FacilitatorTimeout)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/obolstack/obol/internal/x402"
 )
@@ -23,6 +24,7 @@ const (
 	LabelReason         = "reason"
 	LabelOp             = "op"
 	LabelResult         = "result"
+	LabelFacilitator    = "facilitator"
 )
 
 // Metric names: a contract, like the labels (recording rules, dashboards
@@ -39,6 +41,7 @@ const (
 	MetricFacilitatorDuration = metricsNamespacePrefix + "facilitator_request_duration_seconds"
 	MetricConfigReloads       = metricsNamespacePrefix + "config_reloads_total"
 	MetricSettlements         = metricsNamespacePrefix + "settlements_total"
+	MetricFacilitatorRequests = metricsNamespacePrefix + "facilitator_requests_total"
 )
 
 // Failure reasons of the verifier itself, beside the facilitator's codes.
@@ -113,6 +116,7 @@ type Metrics struct {
 	ChargedAtomicUnits  *prometheus.CounterVec
 	PaymentFailures     *prometheus.CounterVec
 	FacilitatorDuration *prometheus.HistogramVec
+	FacilitatorRequests *prometheus.CounterVec
 	ConfigReloads       *prometheus.CounterVec
 	Settlements         *prometheus.CounterVec
 
@@ -171,6 +175,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Duration of calls to the facilitator, by operation (verify, settle).",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}, []string{LabelOp}),
+		FacilitatorRequests: counter(MetricFacilitatorRequests,
+			"Calls to each configured facilitator by operation and result (ok, error, unavailable); facilitator is its configured name.",
+			[]string{LabelFacilitator, LabelOp, LabelResult}),
 		ConfigReloads: counter(MetricConfigReloads, "Route configuration loads by result (success, failure).", []string{LabelResult}),
 		Settlements: counter(MetricSettlements, "Settle outcomes by result: settled, settled_after_retry, refused (not charged), "+
 			"unknown (no answer within the settle deadline: alert on it).", []string{LabelResult}),
@@ -194,7 +201,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Requests, m.PaymentRequired, m.PaymentVerified, m.PaymentFailed, m.Charged,
-		m.LastPaymentSuccess, m.ChargedAtomicUnits, m.PaymentFailures, m.FacilitatorDuration, m.ConfigReloads, m.Settlements}
+		m.LastPaymentSuccess, m.ChargedAtomicUnits, m.PaymentFailures, m.FacilitatorDuration, m.FacilitatorRequests, m.ConfigReloads, m.Settlements}
 }
 
 // perOffer are the vectors labelled by offer and chain alone.
@@ -365,5 +372,29 @@ func (m *Metrics) reload(ok bool) {
 		m.ConfigReloads.WithLabelValues(reloadResultSuccess).Inc()
 	} else {
 		m.ConfigReloads.WithLabelValues(reloadResultFailure).Inc()
+	}
+}
+
+// keepFacilitators deletes the series of facilitators no longer configured.
+func (m *Metrics) keepFacilitators(names map[string]bool) {
+	if m == nil {
+		return
+	}
+	ch := make(chan prometheus.Metric, 64)
+	go func() { m.FacilitatorRequests.Collect(ch); close(ch) }()
+	gone := map[string]bool{}
+	for metric := range ch {
+		var d dto.Metric
+		if metric.Write(&d) != nil {
+			continue
+		}
+		for _, lp := range d.GetLabel() {
+			if lp.GetName() == LabelFacilitator && !names[lp.GetValue()] {
+				gone[lp.GetValue()] = true
+			}
+		}
+	}
+	for n := range gone {
+		m.FacilitatorRequests.DeletePartialMatch(prometheus.Labels{LabelFacilitator: n})
 	}
 }

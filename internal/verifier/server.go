@@ -48,6 +48,10 @@ type Options struct {
 	// NewFacilitator returns the client for a facilitator URL; it is called
 	// when a config with a new facilitatorURL is applied. Required.
 	NewFacilitator func(url string) (Facilitator, error)
+	// NewFacilitatorEndpoint, when set, is used instead of NewFacilitator
+	// and receives the facilitator's headers too (FacilitatorHTTPClient
+	// sends them).
+	NewFacilitatorEndpoint func(FacilitatorEndpoint) (Facilitator, error)
 	// Registry resolves chains and tokens (default evm.Default()).
 	Registry *evm.Registry
 	// Metrics receives the verifier's series (nil: none are recorded).
@@ -102,7 +106,7 @@ func (st *state) match(clean string) *Route { return st.routes.match(clean) }
 
 // New builds a Server. It is not ready until ApplyConfig succeeds.
 func New(opts Options) (*Server, error) {
-	if opts.NewFacilitator == nil {
+	if opts.NewFacilitator == nil && opts.NewFacilitatorEndpoint == nil {
 		return nil, errors.New("verifier: Options.NewFacilitator is required")
 	}
 	if opts.Registry == nil {
@@ -160,13 +164,13 @@ func (s *Server) ApplyConfig(cfg *Config) error {
 	defer s.applyMu.Unlock()
 	old := s.state.Load()
 	var fac Facilitator
-	if old != nil && old.cfg.FacilitatorURL == cfg.FacilitatorURL {
+	if old != nil && sameEndpoints(old.cfg.Facilitators, cfg.Facilitators) {
 		fac = old.fac
 	} else {
-		f, err := s.opts.NewFacilitator(cfg.FacilitatorURL)
+		f, err := s.newFacilitators(cfg.Facilitators)
 		if err != nil {
 			s.metrics.reload(false)
-			return fmt.Errorf("facilitator client for %s: %w", cfg.FacilitatorURL, err)
+			return err
 		}
 		fac = f
 	}
@@ -178,7 +182,7 @@ func (s *Server) ApplyConfig(cfg *Config) error {
 	}
 	s.state.Store(next)
 	s.metrics.reload(true)
-	s.log.Info("pricing config applied", "source", cfg.Source, "mode", cfg.Mode, "routes", len(cfg.Routes), "facilitator", cfg.FacilitatorURL)
+	s.log.Info("pricing config applied", "source", cfg.Source, "mode", cfg.Mode, "routes", len(cfg.Routes), "facilitators", facilitatorNames(cfg.Facilitators))
 	if len(cfg.Routes) <= maxLoggedRoutes {
 		for _, line := range cfg.Summary() {
 			s.log.Info("route", "route", line)
@@ -187,6 +191,35 @@ func (s *Server) ApplyConfig(cfg *Config) error {
 		s.log.Info("routes not listed one by one", "routes", len(cfg.Routes), "limit", maxLoggedRoutes)
 	}
 	return nil
+}
+
+// newFacilitators builds the clients of the configured facilitators.
+func (s *Server) newFacilitators(eps []FacilitatorEndpoint) (Facilitator, error) {
+	if len(eps) == 0 {
+		return nil, errors.New("verifier: no facilitator configured")
+	}
+	fs := &facilitatorSet{endpoints: eps, metrics: s.metrics, log: s.log,
+		unavailable: func(err error) bool { st, _ := s.facilitatorFailure(err); return st == http.StatusServiceUnavailable }}
+	names := map[string]bool{}
+	for _, e := range eps {
+		var f Facilitator
+		var err error
+		switch {
+		case s.opts.NewFacilitatorEndpoint != nil:
+			f, err = s.opts.NewFacilitatorEndpoint(e)
+		case len(e.Header) > 0:
+			err = errHeadersUnsupported
+		default:
+			f, err = s.opts.NewFacilitator(e.URL)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("facilitator client for %s (%s): %w", e.Name, e.URL, err)
+		}
+		fs.facs = append(fs.facs, f)
+		names[e.Name] = true
+	}
+	s.metrics.keepFacilitators(names)
+	return fs, nil
 }
 
 // maxLoggedRoutes bounds the per-route log lines of a reload: a config of
@@ -254,4 +287,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveProxy(w, r, st)
+}
+
+func facilitatorNames(eps []FacilitatorEndpoint) []string {
+	out := make([]string, len(eps))
+	for i, e := range eps {
+		out[i] = e.Name + "=" + e.URL
+	}
+	return out
 }

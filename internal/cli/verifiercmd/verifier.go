@@ -167,13 +167,25 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	var newEndpoint func(verifier.FacilitatorEndpoint) (verifier.Facilitator, error)
+	if opts.NewFacilitator == nil {
+		// Facilitator headers (API keys) ride on the client's HTTP client.
+		newEndpoint = func(e verifier.FacilitatorEndpoint) (verifier.Facilitator, error) {
+			c, err := facilitator.NewClient(e.URL, facilitator.WithHTTPClient(verifier.FacilitatorHTTPClient(e, nil)))
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}
+	}
 	srv, err := verifier.New(verifier.Options{
-		NewFacilitator:    newFac,
-		Registry:          reg,
-		Metrics:           metrics,
-		Gatherer:          promReg,
-		Logger:            log,
-		UpstreamTransport: opts.Upstream,
+		NewFacilitator:         newFac,
+		NewFacilitatorEndpoint: newEndpoint,
+		Registry:               reg,
+		Metrics:                metrics,
+		Gatherer:               promReg,
+		Logger:                 log,
+		UpstreamTransport:      opts.Upstream,
 		ClassifyFacilitatorError: func(err error) bool {
 			var fe *facilitator.Error
 			if errors.As(err, &fe) {
