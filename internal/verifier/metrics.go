@@ -210,11 +210,15 @@ func (m *Metrics) perOffer() []interface{ DeleteLabelValues(...string) bool } {
 		m.Requests, m.PaymentRequired, m.PaymentVerified, m.PaymentFailed, m.Charged, m.LastPaymentSuccess}
 }
 
-// precreate starts the series the recording rules need at 0 (see
-// docs/verifier.md, "Which series exist"): the revenue counters, whose
-// increase() would otherwise miss an offer's first settlement. The other
-// series appear at first use; an offer nobody called costs two series.
+// precreate starts at 0 the series the recording rules take increase()
+// of (see docs/verifier.md, "Which series exist"): increase() cannot count
+// the step from no series to the first value, so a series created at its
+// first use would lose that first event from every rate and revenue rule.
 func (m *Metrics) precreate(st *offerState) {
+	m.Requests.WithLabelValues(st.lv...)
+	m.PaymentRequired.WithLabelValues(st.lv...)
+	m.PaymentVerified.WithLabelValues(st.lv...)
+	m.PaymentFailed.WithLabelValues(st.lv...)
 	m.Charged.WithLabelValues(st.lv...)
 	for a := range st.assets {
 		m.ChargedAtomicUnits.WithLabelValues(append(st.lv[:3:3], a)...)
