@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -238,10 +239,16 @@ func readRequest(w http.ResponseWriter, r *http.Request) (x402.VerifyRequest, *o
 			return vr, badRequest(x402.ReasonInvalidPayload, fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
 		default:
 			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "" {
-				return vr, badRequest(reasonForField(te.Field), fmt.Sprintf("malformed request body: field %s: want %s, got JSON %s", te.Field, te.Type, te.Value))
+			var se *json.SyntaxError
+			switch {
+			case errors.As(err, &te) && te.Field != "":
+				return vr, badRequest(reasonForField(te.Field), fmt.Sprintf("malformed request body: field %s: %s", te.Field, x402.TypeErrorText(te)))
+			case errors.As(err, &te):
+				return vr, badRequest(x402.ReasonInvalidPayload, "malformed request body: want a JSON object {x402Version, paymentPayload, paymentRequirements}, got "+strings.TrimPrefix(x402.TypeErrorText(te), "want an object, got "))
+			case errors.As(err, &se):
+				return vr, badRequest(x402.ReasonInvalidPayload, fmt.Sprintf("malformed request body: not valid JSON at byte %d: %v", se.Offset, se))
 			}
-			return vr, badRequest(x402.ReasonInvalidPayload, "malformed request body: want JSON {x402Version, paymentPayload, paymentRequirements}: "+err.Error())
+			return vr, badRequest(x402.ReasonInvalidPayload, "malformed request body: want a JSON object {x402Version, paymentPayload, paymentRequirements}: "+err.Error())
 		}
 	}
 	return vr, nil

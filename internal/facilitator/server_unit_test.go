@@ -551,3 +551,24 @@ func highSTwin(t *testing.T, hexSig string) string {
 	out = append(out, sig[64]^1)
 	return hexutil.Encode(out)
 }
+
+// Malformed bodies are explained in the buyer's terms: the field path as
+// written, the expected type in words, no Go type names.
+func TestMalformedBodyInUserTerms(t *testing.T) {
+	env := newUnitEnv(t, &fakeRPC{chainID: "0x14a34"})
+	req := `{"scheme":"exact","network":"eip155:84532","amount":"1000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":60,"extra":{"name":5,"version":"2"}}`
+	for _, c := range []struct{ body, want string }{
+		{`"hello"`, "want a JSON object {x402Version, paymentPayload, paymentRequirements}, got a string"},
+		{`{"x402Version":"2"}`, "field x402Version: want a whole number, got a string"},
+		{`{"x402Version":2,"paymentPayload":{"x402Version":2,"accepted":` + req + `,"payload":{}},"paymentRequirements":` + req + `}`,
+			"field accepted.extra.name: want a string, got a number"},
+	} {
+		for _, op := range []string{"/verify", "/settle"} {
+			_, out := postJSON(t, env.url+op, c.body)
+			msg := string(out)
+			if !strings.Contains(msg, c.want) || strings.Contains(msg, "Go value") || strings.Contains(msg, "struct {") || strings.Contains(msg, "extra.extra") {
+				t.Errorf("%s %s: %s, want %q", op, c.body[:min(20, len(c.body))], msg, c.want)
+			}
+		}
+	}
+}

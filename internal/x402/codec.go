@@ -60,7 +60,7 @@ func unmarshal(header string, raw []byte, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fieldErr(header, te.Field, "want %s, got JSON %s", te.Type, te.Value)
+			return fieldErr(header, te.Field, "%s", TypeErrorText(te))
 		}
 		return &DecodeError{Header: header, Err: err}
 	}
@@ -362,7 +362,9 @@ func (e *Extra) UnmarshalJSON(b []byte) error {
 			return nil
 		}
 		if err := json.Unmarshal(raw, dst); err != nil {
-			return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeOf(""), Field: "extra." + key}
+			// Field is the key alone: the decoder puts the path to
+			// extra in front.
+			return &json.UnmarshalTypeError{Value: jsonValueKind(raw), Type: reflect.TypeOf(""), Field: key}
 		}
 		return nil
 	}
