@@ -38,11 +38,12 @@ const (
 	RuleRevenueLifetime  = "x402:revenue:lifetime_by_offer"
 	RuleAtomic24h        = "x402:revenue_atomic:24h_by_offer_chain_asset"
 	RuleAtomic7d         = "x402:revenue_atomic:7d_by_offer_chain_asset"
+	RuleAtomicLifetime   = "x402:revenue_atomic:lifetime_by_offer_chain_asset"
 	RuleSettlementRate1h = "x402:settlement_rate:1h_by_offer_chain"
 )
 
 // contractRules are the rule names reported in SourceInfo.RulesFound.
-var contractRules = []string{RuleRevenue24h, RuleRevenue7d, RuleRevenueLifetime, RuleAtomic24h, RuleAtomic7d, RuleSettlementRate1h}
+var contractRules = []string{RuleRevenue24h, RuleRevenue7d, RuleRevenueLifetime, RuleAtomic24h, RuleAtomic7d, RuleAtomicLifetime, RuleSettlementRate1h}
 
 const offerBy = "offer_namespace, offer_name, chain"
 
@@ -64,6 +65,17 @@ var verifiedRateExpr = func() string {
 // lower bound, never an invention.
 func deltaExpr(m, by, d string) string {
 	return fmt.Sprintf("sum by (%s) (((%s - %s offset %s) >= 0) or %s)", by, m, m, d, m)
+}
+
+// lifetimeExpr is what counter m ever counted, summed by the labels in by:
+// the raw PromQL of the chart's lifetime rules. Per series, its peak over
+// everything Prometheus keeps when it never reset (a replaced verifier pod is
+// a new series, a pruned or paused offer's series keeps its peak), else
+// increase() over that range, which adds the value before each reset. It does
+// not drop when a verifier restarts, as a sum of the counters' current values
+// would.
+func lifetimeExpr(m, by string) string {
+	return fmt.Sprintf("sum by (%s) ((max_over_time(%s[10y]) unless resets(%s[10y]) > 0) or increase(%s[10y]))", by, m, m, m)
 }
 
 // PromAPI is the part of the Prometheus HTTP API the source uses.
@@ -109,13 +121,14 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 		}
 	}
 
-	// Verifier: lifetime counters (exact: the counters' current values).
+	// Verifier: lifetime figures (what the counters ever counted, across
+	// restarts; see lifetimeExpr).
 	steps := []struct {
 		expr string
 		set  func(k OfferKey, v float64)
 	}{
 		{fmt.Sprintf("sum by (%s) (%s)", offerBy, mRequests), func(k OfferKey, v float64) { d.offer(k).Requests = v }},
-		{fmt.Sprintf("sum by (%s) (%s)", offerBy, mCharged), func(k OfferKey, v float64) { d.offer(k).CallsLifetime = v }},
+		{lifetimeExpr(mCharged, offerBy), func(k OfferKey, v float64) { d.offer(k).CallsLifetime = v }},
 		{deltaExpr(mCharged, offerBy, w), func(k OfferKey, v float64) { d.offer(k).CallsWindow = ptr(v) }},
 		{fmt.Sprintf("max by (%s) (%s)", offerBy, mLastSuccess), func(k OfferKey, v float64) { d.offer(k).LastSettlement = v }},
 	}
@@ -128,7 +141,15 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 			st.set(offerKey(s.Metric), float64(s.Value))
 		}
 	}
-	life, err := q.vector(ctx, fmt.Sprintf("sum by (%s, asset) (%s)", offerBy, mChargedAtomic))
+	// Lifetime revenue: the chart's rule when it is loaded (what a dashboard
+	// on the rules shows), else the same expression as raw PromQL.
+	lifeExpr := lifetimeExpr(mChargedAtomic, offerBy+", asset")
+	if rulesErr == nil && rules[RuleAtomicLifetime] {
+		lifeExpr = RuleAtomicLifetime
+	} else {
+		d.Notes = append(d.Notes, "lifetime revenue computed as raw PromQL: recording rule "+RuleAtomicLifetime+" is not loaded")
+	}
+	life, err := q.vector(ctx, lifeExpr)
 	if err != nil {
 		return nil, err
 	}

@@ -83,10 +83,11 @@ func newFakeProm(rules []string) *fakeProm {
 	by := offerBy
 	f := &fakeProm{rules: rules, vectors: map[string]model.Vector{}, ranges: map[string]model.Matrix{}}
 	f.vectors[fmt.Sprintf("sum by (%s) (%s)", by, mRequests)] = model.Vector{sample(weatherLabels, 12)}
-	f.vectors[fmt.Sprintf("sum by (%s) (%s)", by, mCharged)] = model.Vector{sample(weatherLabels, 7)}
+	f.vectors[lifetimeExpr(mCharged, by)] = model.Vector{sample(weatherLabels, 7)}
 	f.vectors[deltaExpr(mCharged, by, "24h")] = model.Vector{sample(weatherLabels, 5)}
 	f.vectors[fmt.Sprintf("max by (%s) (%s)", by, mLastSuccess)] = model.Vector{sample(weatherLabels, float64(testNow.Add(-90*time.Second).Unix()))}
-	f.vectors[fmt.Sprintf("sum by (%s, asset) (%s)", by, mChargedAtomic)] = model.Vector{sample(weatherLabels, 7000, "asset", usdcBaseSep)}
+	f.vectors[lifetimeExpr(mChargedAtomic, by+", asset")] = model.Vector{sample(weatherLabels, 7000, "asset", usdcBaseSep)}
+	f.vectors[RuleAtomicLifetime] = model.Vector{sample(weatherLabels, 7000, "asset", usdcBaseSep)}
 	// increase()-style floats would not be integers; the exact delta is, but
 	// test the rounding anyway.
 	f.vectors[deltaExpr(mChargedAtomic, by+", asset", "24h")] = model.Vector{sample(weatherLabels, 4999.9999996, "asset", usdcBaseSep)}

@@ -38,6 +38,8 @@ type Options struct {
 	Window     string
 	Watch      bool
 	Refresh    time.Duration
+	// Timeout bounds every fetch of the figures (all of its queries).
+	Timeout time.Duration
 
 	// Registry resolves chains and tokens; nil means a fresh one with the
 	// built-in chains (plus the token of a running `obol dev`).
@@ -46,6 +48,9 @@ type Options struct {
 	// RunTUI runs the interactive program (tests replace it).
 	RunTUI func(ctx context.Context, opts *Options, m earnings.Model) error
 }
+
+// DefaultTimeout bounds one fetch unless --timeout says otherwise.
+const DefaultTimeout = 30 * time.Second
 
 // NewCmdEarnings builds the command; runF replaces earningsRun in tests.
 func NewCmdEarnings(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
@@ -86,6 +91,9 @@ q quit); otherwise, or with -o json, it prints once. NO_COLOR disables colour.`,
 			if _, err := earnings.ParseWindow(opts.Window); err != nil {
 				return &cmdutil.FlagError{Err: fmt.Errorf("--window: %w", err)}
 			}
+			if opts.Timeout <= 0 {
+				return &cmdutil.FlagError{Err: fmt.Errorf("--timeout %s: must be positive, e.g. 30s", opts.Timeout)}
+			}
 			if opts.Refresh <= 0 {
 				return &cmdutil.FlagError{Err: fmt.Errorf("--refresh %s: must be positive, e.g. 10s", opts.Refresh)}
 			}
@@ -101,6 +109,7 @@ q quit); otherwise, or with -o json, it prints once. NO_COLOR disables colour.`,
 	fl.StringVar(&opts.Window, "window", "24h", "window of the windowed figures: 24h, 7d or 30d")
 	fl.BoolVar(&opts.Watch, "watch", false, "refresh every --refresh (interactive view; repeated output otherwise)")
 	fl.DurationVar(&opts.Refresh, "refresh", 10*time.Second, "refresh interval with --watch")
+	fl.DurationVar(&opts.Timeout, "timeout", DefaultTimeout, "give up on one fetch of the figures after this long")
 	return cmd
 }
 
@@ -124,8 +133,17 @@ func earningsRun(ctx context.Context, opts *Options) error {
 		return err
 	}
 	defer stop()
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
 	collect := func(ctx context.Context) (earnings.Snapshot, error) {
-		return earnings.Collect(ctx, src, window, opts.Now(), opts.Registry)
+		ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+		s, err := earnings.Collect(ctx, src, window, opts.Now(), opts.Registry)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return s, fmt.Errorf("no answer within --timeout %s: %w", opts.Timeout, err)
+		}
+		return s, err
 	}
 
 	writeSnapshot := func(s earnings.Snapshot) error {
@@ -157,7 +175,7 @@ func earningsRun(ctx context.Context, opts *Options) error {
 		}
 	}
 
-	cfg := earnings.Config{Fetch: collect, Now: opts.Now}
+	cfg := earnings.Config{Fetch: collect, Now: opts.Now, FetchTimeout: opts.Timeout}
 	if opts.Watch {
 		cfg.Refresh = opts.Refresh
 	}

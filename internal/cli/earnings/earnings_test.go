@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -30,7 +31,11 @@ func TestFlags(t *testing.T) {
 		wantErr string
 		check   func(*Options) bool
 	}{
-		{args: nil, check: func(o *Options) bool { return o.Window == "24h" && o.Refresh == 10*time.Second && !o.Watch }},
+		{args: nil, check: func(o *Options) bool {
+			return o.Window == "24h" && o.Refresh == 10*time.Second && !o.Watch && o.Timeout == 30*time.Second
+		}},
+		{args: []string{"--timeout", "5s"}, check: func(o *Options) bool { return o.Timeout == 5*time.Second }},
+		{args: []string{"--timeout", "0s"}, wantErr: "must be positive"},
 		{args: []string{"--prometheus", "http://p:9090", "--window", "7d", "--watch", "--refresh", "2s"}, check: func(o *Options) bool {
 			return o.Prometheus == "http://p:9090" && o.Window == "7d" && o.Watch && o.Refresh == 2*time.Second
 		}},
@@ -160,6 +165,33 @@ current-context: c
 	err = earningsRun(context.Background(), opts)
 	if err == nil || !strings.Contains(err.Error(), "pass --prometheus URL or --metrics-url URL") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A Prometheus that accepts the connection and never answers: -o json gives
+// up after --timeout with an error saying so, instead of hanging.
+func TestRunPrometheusThatNeverAnswersTimesOut(t *testing.T) {
+	opts, _ := testOpts(t)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	opts.Prometheus = srv.URL
+	opts.Timeout = 300 * time.Millisecond
+	done := make(chan error, 1)
+	go func() { done <- earningsRun(context.Background(), opts) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no answer within --timeout 300ms") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("obol earnings -o json still waiting 20s after a 300ms --timeout")
 	}
 }
 
