@@ -17,7 +17,7 @@ import (
 
 var serviceOffers = schema.GroupVersionResource{Group: "obol.org", Version: "v1alpha1", Resource: "serviceoffers"}
 
-// frontendUser is the seed front end's identity, the chart's default.
+// frontendUser is the obol web front end's identity, the chart's default.
 const frontendUser = "system:serviceaccount:obol-frontend:obol-frontend"
 
 // checkFrontendPauseOnly drives the installed chart's front-end RBAC and
@@ -97,7 +97,7 @@ func checkFrontendPauseOnly(t *testing.T, ns string) {
 		return v
 	}
 
-	// Allowed: exactly what the seed's PATCH route sends.
+	// Allowed: exactly what the front end's pause/resume PATCH sends.
 	if err := patch(`{"metadata":{"annotations":{"obol.org/paused":"true"}}}`, metav1.PatchOptions{}); err != nil {
 		t.Errorf("pause as the front end: %v", err)
 	}

@@ -229,7 +229,7 @@ func TestInstallRBACUpgradeUninstall(t *testing.T) {
 	cs := clientset(t)
 	other := "default"
 	t.Run("frontend", func(t *testing.T) {
-		// The default binding is the seed front end's account.
+		// The default binding is the obol web front end's account.
 		checkAccess(t, cs, "obol-frontend", "obol-frontend", []access{
 			{"get", "obol.org", "purchaserequests", "", other, true},
 			{"list", "obol.org", "purchaserequests", "", "", true},

@@ -362,7 +362,7 @@ func TestRenderFrontendRBACIsLeastPrivilege(t *testing.T) {
 	if sa := find(objs, "ServiceAccount", "earnings-ui"); sa != nil {
 		t.Errorf("front-end ServiceAccount rendered although serviceAccount.create defaults to false")
 	}
-	// Defaults: the seed front end's account, obol-frontend/obol-frontend.
+	// Defaults: the obol web front end's account, obol-frontend/obol-frontend.
 	_, objs = render(t, RenderOptions{})
 	subj, _, _ = unstructured.NestedSlice(find(objs, "ClusterRoleBinding", "obol-frontend").Object, "subjects")
 	if s := subj[0].(map[string]any); s["name"] != "obol-frontend" || s["namespace"] != "obol-frontend" {
