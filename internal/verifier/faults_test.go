@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -148,7 +149,10 @@ type restartableFacilitator struct {
 	rpcURL string
 	chain  *devchain.Chain
 	reg    *evm.Registry
-	hold   func() // called on each /settle before the facilitator sees it
+	// holdFirst holds the answer to the first /settle (after the
+	// facilitator settled) until a second /settle arrives.
+	holdFirst bool
+	second    chan struct{}
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -161,7 +165,7 @@ func newRestartableFacilitator(t *testing.T, chain *devchain.Chain, reg *evm.Reg
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &restartableFacilitator{t: t, addr: ln.Addr().String(), rpcURL: rpcURL, chain: chain, reg: reg}
+	f := &restartableFacilitator{t: t, addr: ln.Addr().String(), rpcURL: rpcURL, chain: chain, reg: reg, second: make(chan struct{})}
 	f.serve(ln)
 	t.Cleanup(f.kill)
 	return f
@@ -178,13 +182,26 @@ func (f *restartableFacilitator) serve(ln net.Listener) {
 	}
 	h := fs.Handler()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/settle" {
-			f.settles.Add(1)
-			if f.hold != nil {
-				f.hold()
-			}
+		if r.URL.Path != "/settle" {
+			h.ServeHTTP(w, r)
+			return
 		}
-		h.ServeHTTP(w, r)
+		n := f.settles.Add(1)
+		if n == 2 && f.second != nil {
+			close(f.second)
+		}
+		if n != 1 || !f.holdFirst {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		<-f.second // the gate gave up waiting and asked again
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 	})}
 	f.mu.Lock()
 	f.srv, f.fs = srv, fs
@@ -488,4 +505,35 @@ func TestFaultChainRPCRefusedMidBurst(t *testing.T) {
 		lines := strings.Split(r.log.String(), "\n")
 		t.Logf("gate log (%d lines), first and last:\n%s\n...\n%s", len(lines), strings.Join(lines[:min(8, len(lines))], "\n"), strings.Join(lines[max(0, len(lines)-8):], "\n"))
 	}
+}
+
+// A facilitator that holds its settle answer past the gate's first
+// deadline: the gate asks again, learns the same transaction, and the buyer
+// gets the answer once; exactly one transfer.
+func TestFaultHeldSettleAnswer(t *testing.T) {
+	r := startFaultRig(t, "2s")
+	r.fac.holdFirst = true
+	ctx := context.Background()
+	sent := r.sentTxs(t)
+	sellerBefore, err := r.chain.BalanceOf(ctx, r.seller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := r.burst(t, 1)
+	c := calls[0]
+	if !c.served {
+		t.Fatalf("held settle answer: %d %s %v, want the answer once the transfer is confirmed", c.status, c.body, c.err)
+	}
+	if n := r.fac.settles.Load(); n < 2 {
+		t.Fatalf("the gate asked %d times, want again after its first deadline", n)
+	}
+	sellerAfter, err := r.chain.BalanceOf(ctx, r.seller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := new(big.Int).Sub(sellerAfter, sellerBefore); d.Int64() != 1000 || sent() != 1 {
+		t.Fatalf("seller received %s in %d transactions, want 1000 in exactly 1", d, sent())
+	}
+	sc, cns, snc, neither := r.reconcile(t, calls)
+	reportFault(t, "settle answer held", calls, sc, cns, snc, neither)
 }
