@@ -24,7 +24,12 @@ K8S_VERSION="${K8S_VERSION:-1.37.2}"
 COREDNS_VERSION=1.15.0
 OPERATOR_VERSION=0.85.0
 PAUSE_IMAGE=registry.k8s.io/pause:3.6
-PROM_IMAGE=localhost/obol-test/prometheus:v2.42.0
+# Prometheus 3.16 (Go module v0.316.0). Debian's prometheus 2.42 cannot be
+# used: Debian builds it without Kubernetes service discovery, so it refuses
+# every config the operator writes (kubernetes_sd_configs).
+PROM_VERSION=3.16.0
+PROM_MODULE_VERSION=v0.316.0
+PROM_IMAGE=localhost/obol-test/prometheus:v$PROM_VERSION
 OPERATOR_IMAGE=localhost/obol-test/prometheus-operator:v$OPERATOR_VERSION
 RELOADER_IMAGE=localhost/obol-test/prometheus-config-reloader:v$OPERATOR_VERSION
 
@@ -34,6 +39,7 @@ TESTBIN="$CACHE/testbin/k8s-$K8S_VERSION"
 CBIN="$CACHE/cluster/k8s-$K8S_VERSION"
 COREDNS_BIN="$CACHE/cluster/coredns-$COREDNS_VERSION/coredns"
 OPBIN="$CACHE/cluster/prometheus-operator-$OPERATOR_VERSION"
+PROM_BIN="$CACHE/cluster/prometheus-$PROM_VERSION/prometheus"
 IMAGES="$CACHE/cluster/images"
 STATE="${OBOL_CLUSTER_DIR:-/var/lib/obol-cluster}"
 RUN=/run/obol-cluster
@@ -67,11 +73,10 @@ deps_apt() {
   command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
   command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)
   [ -x /usr/bin/etcd ] || pkgs+=(etcd-server)
-  command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
   command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
   if [ ${#pkgs[@]} -eq 0 ]; then
-    log "Debian packages present (containerd, runc, CNI plugins, iptables, etcd, prometheus)"
+    log "Debian packages present (containerd, runc, CNI plugins, iptables, etcd)"
     return
   fi
   log "installing Debian packages: ${pkgs[*]}"
@@ -129,6 +134,21 @@ build_coredns() {
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+build_prometheus() {
+  if [ -x "$PROM_BIN" ]; then
+    log "Prometheus v$PROM_VERSION cached in $(dirname "$PROM_BIN")"
+    return
+  fi
+  log "building Prometheus v$PROM_VERSION from the Go module proxy (once; only Kubernetes service discovery, no web UI assets)"
+  local dir
+  dir="$(dirname "$PROM_BIN")"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  (cd /tmp && timed "Prometheus" env CGO_ENABLED=0 GOBIN="$dir.tmp" go install -tags remove_all_sd,enable_kubernetes_sd -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROM_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROM_MODULE_VERSION")
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 # module_dir MODULE@VERSION prints the module's directory in the module cache.
 module_dir() {
   (cd /tmp && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -171,7 +191,7 @@ build_images() {
   mkdir -p "$IMAGES"
   local stamp="$IMAGES/.inputs" want
   # Rebuild when a tag or an input binary changes.
-  want="$(printf '%s\n' "$PAUSE_IMAGE" "$PROM_IMAGE" "$OPERATOR_IMAGE" "$RELOADER_IMAGE" "$(sha256sum "$ROOT/hack/pause/main.go" /usr/bin/prometheus "$OPBIN/operator" "$OPBIN/prometheus-config-reloader" | cut -d' ' -f1)")"
+  want="$(printf '%s\n' "$PAUSE_IMAGE" "$PROM_IMAGE" "$OPERATOR_IMAGE" "$RELOADER_IMAGE" "$(sha256sum "$ROOT/hack/pause/main.go" "$PROM_BIN" "$OPBIN/operator" "$OPBIN/prometheus-config-reloader" | cut -d' ' -f1)")"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$IMAGES/pause.tar" ] && [ -f "$IMAGES/prometheus.tar" ] &&
     [ -f "$IMAGES/prometheus-operator.tar" ] && [ -f "$IMAGES/prometheus-config-reloader.tar" ]; then
     log "images cached in $IMAGES"
@@ -182,19 +202,8 @@ build_images() {
   tmp="$(mktemp -d)"
   (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/pause" ./hack/pause)
   mkimage "$IMAGES/pause.tar" "$PAUSE_IMAGE" --file "$tmp/pause:/pause:0755" --entrypoint /pause --user 65535:65535
-  # Debian's prometheus is linked against glibc only: carry the loader and libc.
-  local libc ld
-  libc="$(readlink -f /lib/x86_64-linux-gnu/libc.so.6)"
-  ld="$(readlink -f /lib64/ld-linux-x86-64.so.2)"
-  printf 'hosts: files dns\n' >"$tmp/nsswitch.conf"
-  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$tmp/passwd"
-  mkdir -p "$tmp/empty"
   mkimage "$IMAGES/prometheus.tar" "$PROM_IMAGE" \
-    --file "/usr/bin/prometheus:/bin/prometheus:0755" \
-    --file "$libc:/lib/x86_64-linux-gnu/libc.so.6:0755" \
-    --file "$ld:/lib64/ld-linux-x86-64.so.2:0755" \
-    --file "$tmp/nsswitch.conf:/etc/nsswitch.conf:0644" \
-    --file "$tmp/passwd:/etc/passwd:0644" \
+    --file "$PROM_BIN:/bin/prometheus:0755" \
     --dir /prometheus:0777 --dir /etc/prometheus:0755 \
     --entrypoint /bin/prometheus --user 65534:65534
   mkimage "$IMAGES/prometheus-operator.tar" "$OPERATOR_IMAGE" \
@@ -215,12 +224,15 @@ cmd_deps() {
   local dns_pid=$!
   build_operator >"$CACHE/cluster-operator-build.log" 2>&1 &
   local op_pid=$!
+  build_prometheus >"$CACHE/cluster-prometheus-build.log" 2>&1 &
+  local prom_pid=$!
   mkdir -p "$CACHE"
   local rc=0
   build_k8s || rc=1
   wait "$dns_pid" || { cat "$CACHE/cluster-coredns-build.log" >&2; rc=1; }
   wait "$op_pid" || { cat "$CACHE/cluster-operator-build.log" >&2; rc=1; }
-  cat "$CACHE/cluster-coredns-build.log" "$CACHE/cluster-operator-build.log" >&2
+  wait "$prom_pid" || { cat "$CACHE/cluster-prometheus-build.log" >&2; rc=1; }
+  cat "$CACHE/cluster-coredns-build.log" "$CACHE/cluster-operator-build.log" "$CACHE/cluster-prometheus-build.log" >&2
   [ $rc -eq 0 ] || die "a build failed (see above)"
   # CRDs the cluster serves, read from the module cache at `up`.
   module_dir "github.com/prometheus-operator/prometheus-operator@v$OPERATOR_VERSION" >/dev/null
@@ -614,7 +626,7 @@ metadata:
   labels: {release: monitoring}
 spec:
   image: $PROM_IMAGE
-  version: v2.42.0
+  version: v$PROM_VERSION
   replicas: 1
   serviceAccountName: prometheus
   scrapeInterval: 5s

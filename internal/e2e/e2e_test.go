@@ -76,6 +76,8 @@ func TestMarketplaceInCluster(t *testing.T) {
 		{"StackInstall", stepStackInstall},
 		{"SellCreate", stepSellCreate},
 		{"PaidCall", stepPaidCall},
+		{"Monitoring", stepMonitoring},
+		{"PauseResumeDelete", stepPauseResumeDelete},
 	}
 	for _, s := range steps {
 		start := time.Now()
@@ -418,11 +420,11 @@ func stepMonitoring(t *testing.T, e *env) {
 		seen := map[string]bool{}
 		for _, s := range ups {
 			if s.value() == 1 {
-				seen[s.Metric["job"]] = true
+				seen[s.Metric["container"]] = true
 			}
 		}
-		if !seen["obol-verifier"] || !seen["obol-buyer"] {
-			return fmt.Errorf("up == 1 for jobs %v, want obol-verifier and obol-buyer", seen)
+		if !seen["verifier"] || !seen["buyer"] {
+			return fmt.Errorf("up == 1 for containers %v, want the verifier (ServiceMonitor) and the buyer (PodMonitor)", seen)
 		}
 		return nil
 	})
@@ -565,3 +567,72 @@ func (e *env) portForwardService(t *testing.T, ns, svc string) string {
 	t.Cleanup(stop)
 	return u
 }
+
+func stepPauseResumeDelete(t *testing.T, e *env) {
+	verifier := e.serviceURL(t, e.ns, "obol-verifier")
+	statusIs := func(want int) func() error {
+		return func() error {
+			got, body, err := httpGet(verifier+offerPath, nil)
+			if err != nil {
+				return err
+			}
+			if got != want {
+				return fmt.Errorf("HTTP %d: %.200s", got, body)
+			}
+			return nil
+		}
+	}
+	series := fmt.Sprintf(`obol_x402_verifier_charged_requests_total{offer_namespace=%q, offer_name=%q}`, e.ns, offerName)
+	pruned := func() error {
+		v, err := e.promQuery(t, series)
+		if err != nil {
+			return err
+		}
+		if len(v) != 0 {
+			return fmt.Errorf("still %d series: %v", len(v), v)
+		}
+		return nil
+	}
+	t.Logf("obol sell pause:\n%s", e.obolCmd(t, time.Minute, "sell", "pause", offerName, "-n", e.ns))
+	eventually(t, time.Minute, "the paused offer's route to be withdrawn (404)", statusIs(http.StatusNotFound))
+	eventually(t, 2*time.Minute, "the paused offer's series to be pruned in Prometheus", pruned)
+	if out, errOut, err := e.obolTry(time.Minute, "buy", "pay", verifier+offerPath, "--key-file", filepath.Join(e.keyDir, "buyer-1.key"),
+		"--chain", "obol-dev", "--max-amount", "0.01"); err == nil {
+		t.Fatalf("obol buy pay on a paused offer succeeded:\n%s\n%s", out, errOut)
+	} else {
+		t.Logf("obol buy pay on the paused offer failed as it should: %v\n%s", err, strings.TrimSpace(errOut))
+	}
+
+	t.Logf("obol sell resume:\n%s", e.obolCmd(t, time.Minute, "sell", "resume", offerName, "-n", e.ns))
+	eventually(t, time.Minute, "the resumed offer to ask for payment again (402)", statusIs(http.StatusPaymentRequired))
+	e.obolCmd(t, 2*time.Minute, "buy", "pay", verifier+offerPath, "--key-file", filepath.Join(e.keyDir, "buyer-1.key"),
+		"--chain", "obol-dev", "--max-amount", "0.01")
+	e.paidCalls++
+	t.Logf("paid call after resume: ok (%d paid calls in all)", e.paidCalls)
+	// Pausing withdrew the route and pruned its series, so the counter
+	// started again at the resume: it holds the one call since.
+	eventually(t, time.Minute, "Prometheus to count the paid call after resume", func() error {
+		v, err := e.promQuery(t, "sum("+series+")")
+		if err != nil {
+			return err
+		}
+		if len(v) != 1 || v[0].value() != 1 {
+			return fmt.Errorf("got %v, want 1", v)
+		}
+		return nil
+	})
+
+	t.Logf("obol sell delete --wait:\n%s", e.obolCmd(t, 3*time.Minute, "sell", "delete", offerName, "-n", e.ns, "--wait", "--timeout", "2m"))
+	eventually(t, time.Minute, "the deleted offer's route to be gone (404)", statusIs(http.StatusNotFound))
+	raw, err := e.cluster.Clientset.Discovery().RESTClient().Get().
+		AbsPath("/apis/gateway.networking.k8s.io/v1/namespaces", e.ns, "httproutes").DoRaw(ctx(t))
+	if err != nil {
+		t.Fatalf("list HTTPRoutes: %v", err)
+	}
+	if strings.Contains(string(raw), offerPath) {
+		t.Errorf("an HTTPRoute for %s is left after delete: %s", offerPath, raw)
+	}
+	eventually(t, 2*time.Minute, "the verifier's series for the deleted offer to be pruned in Prometheus", pruned)
+	t.Logf("%s: no series after delete", series)
+}
+
