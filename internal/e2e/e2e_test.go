@@ -635,4 +635,3 @@ func stepPauseResumeDelete(t *testing.T, e *env) {
 	eventually(t, 2*time.Minute, "the verifier's series for the deleted offer to be pruned in Prometheus", pruned)
 	t.Logf("%s: no series after delete", series)
 }
-
