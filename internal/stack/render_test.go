@@ -273,6 +273,22 @@ func TestRenderRejectsBadPayTo(t *testing.T) {
 	}
 }
 
+func TestRenderRefusesVerifyOnlyReplicas(t *testing.T) {
+	v := map[string]any{"mode": "forwardAuth", "forwardAuth": "verify-only", "replicas": 2}
+	_, err := Render(RenderOptions{Values: map[string]any{"verifier": v}})
+	if err == nil || !strings.Contains(err.Error(), "once per replica") {
+		t.Fatalf("verify-only with 2 replicas: want a refusal, got %v", err)
+	}
+	v["verifyOnlySettledElsewhere"] = true
+	if _, err := Render(RenderOptions{Values: map[string]any{"verifier": v}}); err != nil {
+		t.Fatalf("verify-only with 2 replicas, settled elsewhere: %v", err)
+	}
+	v["verifyOnlySettledElsewhere"], v["replicas"] = false, 1
+	if _, err := Render(RenderOptions{Values: map[string]any{"verifier": v}}); err != nil {
+		t.Fatalf("verify-only with 1 replica: %v", err)
+	}
+}
+
 func containers(t *testing.T, d *unstructured.Unstructured) []map[string]any {
 	t.Helper()
 	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
