@@ -78,6 +78,8 @@ func TestMarketplaceInCluster(t *testing.T) {
 		{"PaidCall", stepPaidCall},
 		{"Monitoring", stepMonitoring},
 		{"PauseResumeDelete", stepPauseResumeDelete},
+		{"UpgradeUnderLoad", stepUpgradeUnderLoad},
+		{"Uninstall", stepUninstall},
 	}
 	for _, s := range steps {
 		start := time.Now()
@@ -634,4 +636,88 @@ func stepPauseResumeDelete(t *testing.T, e *env) {
 	}
 	eventually(t, 2*time.Minute, "the verifier's series for the deleted offer to be pruned in Prometheus", pruned)
 	t.Logf("%s: no series after delete", series)
+}
+
+func stepUpgradeUnderLoad(t *testing.T, e *env) {
+	e.obolCmd(t, 3*time.Minute, "sell", "create", offerName, "-n", e.ns, "--upstream", "obol-upstream:9090",
+		"--price", offerPrice, "--chain", "obol-dev", "--pay-to", sellerAddr, "--path", offerPath, "--wait", "--timeout", "2m")
+	verifier := e.serviceURL(t, e.ns, "obol-verifier")
+	eventually(t, time.Minute, "the re-created offer to ask for payment", func() error {
+		st, _, err := httpGet(verifier+offerPath, nil)
+		if err != nil {
+			return err
+		}
+		if st != http.StatusPaymentRequired {
+			return fmt.Errorf("HTTP %d", st)
+		}
+		return nil
+	})
+	// Paid calls, one after another, for as long as the upgrade runs
+	// (bounded: at most 300 calls).
+	done := make(chan struct{})
+	type result struct {
+		ok, failed int
+		errs       []string
+	}
+	res := make(chan result, 1)
+	go func() {
+		var r result
+		for i := 0; i < 300; i++ {
+			select {
+			case <-done:
+				res <- r
+				return
+			default:
+			}
+			out, errOut, err := e.obolTry(time.Minute, "buy", "pay", verifier+offerPath, "--key-file", filepath.Join(e.keyDir, "buyer-3.key"),
+				"--chain", "obol-dev", "--max-amount", "0.01")
+			if err != nil {
+				r.failed++
+				r.errs = append(r.errs, fmt.Sprintf("%v: %s %s", err, strings.TrimSpace(out), strings.TrimSpace(errOut)))
+			} else {
+				r.ok++
+			}
+		}
+		res <- r
+	}()
+	out := e.obolCmd(t, 6*time.Minute, "stack", "upgrade", "--set", "verifier.replicas=2", "--wait", "--timeout", "5m")
+	close(done)
+	r := <-res
+	t.Logf("obol stack upgrade --set verifier.replicas=2 --wait:\n%s", out)
+	t.Logf("paid calls during the rollout: %d answered 200, %d failed", r.ok, r.failed)
+	if r.failed > 0 {
+		t.Errorf("%d paid calls failed during the rollout:\n%s", r.failed, strings.Join(r.errs, "\n"))
+	}
+	if r.ok == 0 {
+		t.Errorf("no paid call completed during the rollout")
+	}
+	d, err := e.cluster.Clientset.AppsV1().Deployments(e.ns).Get(ctx(t), "obol-verifier", metav1.GetOptions{})
+	if err != nil || d.Status.ReadyReplicas != 2 {
+		t.Fatalf("verifier after upgrade: %v ready, %v", d.Status.ReadyReplicas, err)
+	}
+}
+
+func stepUninstall(t *testing.T, e *env) {
+	out := e.obolCmd(t, 3*time.Minute, "stack", "uninstall", "--wait")
+	t.Logf("obol stack uninstall --wait:\n%s", out)
+	deps, err := e.cluster.Clientset.AppsV1().Deployments(e.ns).List(ctx(t), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deps.Items) != 0 {
+		t.Errorf("%d Deployments left in %s after uninstall", len(deps.Items), e.ns)
+	}
+	for _, crd := range []string{"serviceoffers.obol.org", "purchaserequests.obol.org"} {
+		if _, err := e.cluster.Clientset.Discovery().RESTClient().Get().
+			AbsPath("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).DoRaw(ctx(t)); err != nil {
+			t.Errorf("CRD %s gone after uninstall: %v", crd, err)
+		}
+	}
+	raw, err := e.cluster.Clientset.Discovery().RESTClient().Get().
+		AbsPath("/apis/obol.org/v1alpha1/namespaces", e.ns, "serviceoffers", offerName).DoRaw(ctx(t))
+	if err != nil {
+		t.Errorf("ServiceOffer %s/%s gone after uninstall: %v", e.ns, offerName, err)
+	} else {
+		t.Logf("ServiceOffer %s/%s kept after uninstall (%d bytes)", e.ns, offerName, len(raw))
+	}
 }
