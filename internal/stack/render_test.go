@@ -266,6 +266,32 @@ func TestRenderVerifierConfig(t *testing.T) {
 	}
 }
 
+// Facilitator headers: the pricing file names an environment variable,
+// which the Deployment fills from the Secret; no value is in the chart.
+func TestRenderFacilitatorHeaders(t *testing.T) {
+	vals := map[string]any{"verifier": map[string]any{"facilitatorHeaders": []any{
+		map[string]any{"header": "Authorization", "secretName": "facilitator-auth", "secretKey": "token"}}}}
+	_, objs := render(t, RenderOptions{Values: vals})
+	cm := find(objs, "ConfigMap", "obol-verifier")
+	cfg, _, _ := unstructured.NestedString(cm.Object, "data", "config.yaml")
+	if !strings.Contains(cfg, `header: "Authorization"`) || !strings.Contains(cfg, `valueFromEnv: "OBOL_FACILITATOR_HEADER_0"`) {
+		t.Fatalf("verifier config lacks the facilitator header:\n%s", cfg)
+	}
+	c := containers(t, find(objs, "Deployment", "obol-verifier"))[0]
+	found := false
+	for _, e := range c["env"].([]any) {
+		env := e.(map[string]any)
+		if env["name"] != "OBOL_FACILITATOR_HEADER_0" {
+			continue
+		}
+		ref, _, _ := unstructured.NestedStringMap(env, "valueFrom", "secretKeyRef")
+		found = ref["name"] == "facilitator-auth" && ref["key"] == "token"
+	}
+	if !found {
+		t.Fatalf("no OBOL_FACILITATOR_HEADER_0 from the Secret in the verifier's env: %v", c["env"])
+	}
+}
+
 func TestRenderRejectsBadPayTo(t *testing.T) {
 	_, err := Render(RenderOptions{Values: map[string]any{"verifier": map[string]any{"payTo": "0x123"}}})
 	if err == nil || !strings.Contains(err.Error(), "verifier.payTo") {

@@ -174,3 +174,32 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// facilitatorHeaders (what the chart writes) go with facilitatorURL.
+func TestFacilitatorHeadersCompile(t *testing.T) {
+	spec, err := ParseSpec("pricing.yaml", []byte(`payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+chain: base-sepolia
+facilitatorURL: https://facilitator.example
+facilitatorHeaders:
+  - header: "Authorization"
+    valueFromEnv: "OBOL_FACILITATOR_HEADER_0"
+mode: forwardAuth
+routes:
+  - {pattern: /x, price: "0.01"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Compile(spec, nil, Environment{Getenv: func(k string) string {
+		if k == "OBOL_FACILITATOR_HEADER_0" {
+			return "Bearer t"
+		}
+		return ""
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Facilitators) != 1 || cfg.Facilitators[0].Name != "default" || cfg.Facilitators[0].Header.Get("Authorization") != "Bearer t" {
+		t.Fatalf("facilitators %+v", cfg.Facilitators)
+	}
+}

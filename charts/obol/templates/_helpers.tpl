@@ -108,6 +108,13 @@ asset:
 {{- else }}
 chain: {{ $v.chain | quote }}
 facilitatorURL: {{ $v.facilitatorURL | quote }}
+{{- with $v.facilitatorHeaders }}
+facilitatorHeaders:
+{{- range $i, $h := . }}
+  - header: {{ required "verifier.facilitatorHeaders[].header is required" $h.header | quote }}
+    valueFromEnv: {{ printf "OBOL_FACILITATOR_HEADER_%d" $i | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 mode: {{ $v.mode | quote }}
 {{- if $v.forwardAuth }}
