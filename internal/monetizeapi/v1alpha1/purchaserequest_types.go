@@ -102,8 +102,10 @@ type PurchaseAutoRefill struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxTotal int `json:"maxTotal,omitempty"`
-	// MaxSpendPerDay caps the value signed per UTC day, in atomic units of
-	// the asset (a decimal integer string).
+	// MaxSpendPerDay caps the value of the authorizations the buyer proxy
+	// sends for this request in any rolling 24 hours (not per calendar or
+	// UTC day), in atomic units of the asset (a decimal integer string).
+	// A call that would exceed it is answered 429 and nothing is spent.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[0-9]+$`
 	// +kubebuilder:validation:MaxLength=78
