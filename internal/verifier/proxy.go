@@ -34,6 +34,7 @@ var (
 	errResponseTooLarge = errors.New("upstream answer too large")
 	errClientGone       = errors.New("buyer went away before settlement")
 	errUpgradeOnPaid    = errors.New("protocol upgrade on a paid route")
+	errUpstreamTimeout  = errors.New("the upstream did not answer within the upstream timeout")
 )
 
 // serveProxy is "/" in proxy mode: match, (for priced routes) verify,
@@ -78,6 +79,12 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 	p := s.paidProxy
 	if route.SettleOnHeaders {
 		p = s.streamProxy
+	} else {
+		// A buffered answer must arrive within the upstream timeout: the
+		// authorization stays locked while the gate waits.
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.UpstreamTimeout, errUpstreamTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 	}
 	s.forward(p, w, r, &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes})
 }
@@ -151,6 +158,8 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &a):
 		a.write(w)
+	case errors.Is(context.Cause(r.Context()), errUpstreamTimeout):
+		writeJSONError(w, r, http.StatusGatewayTimeout, errorBody{Error: fmt.Sprintf("the upstream did not answer within %s: not served, not charged", s.opts.UpstreamTimeout)})
 	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
 		w.WriteHeader(http.StatusBadGateway)
 	case errors.Is(err, errResponseTooLarge):

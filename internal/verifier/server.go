@@ -43,6 +43,9 @@ const (
 	PathVerify  = "/verify" // ForwardAuth mode only; in proxy mode it is an ordinary path
 )
 
+// DefaultUpstreamTimeout bounds a paid request's wait for its upstream.
+const DefaultUpstreamTimeout = 60 * time.Second
+
 // Options configure a Server.
 type Options struct {
 	// NewFacilitator returns the client for a facilitator URL; it is called
@@ -72,6 +75,11 @@ type Options struct {
 	// client's knowledge here. Without it, timeouts and refused connections
 	// are 503 and everything else 502.
 	ClassifyFacilitatorError func(err error) (temporary bool)
+	// UpstreamTimeout bounds the wait for the upstream's whole answer to a
+	// paid request that settles after the response (default
+	// DefaultUpstreamTimeout); beyond it the buyer gets 504 and is not
+	// charged.
+	UpstreamTimeout time.Duration
 	// ReplayCacheSize bounds the live entries of the replay record
 	// (default DefaultReplayCacheSize); when full, new payments are refused
 	// rather than a record dropped before its authorization expires.
@@ -117,6 +125,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.UpstreamTimeout <= 0 {
+		opts.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	if opts.Transport == nil {
 		opts.Transport = NewUpstreamTransport(opts.UpstreamTransport)
