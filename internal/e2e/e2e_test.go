@@ -413,7 +413,7 @@ func stepMonitoring(t *testing.T, e *env) {
 	// Both monitors are scraped: up == 1 for the verifier's ServiceMonitor
 	// and the buyer's PodMonitor.
 	var ups []promSample
-	eventually(t, 2*time.Minute, "Prometheus to scrape the verifier and the buyer (up == 1)", func() error {
+	eventually(t, 4*time.Minute, "Prometheus to scrape the verifier and the buyer (up == 1)", func() error {
 		var err error
 		ups, err = e.promQuery(t, fmt.Sprintf(`up{namespace=%q}`, e.ns))
 		if err != nil {
