@@ -2,6 +2,9 @@ package verifier
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -286,5 +289,26 @@ func TestExamplePricingFileLoads(t *testing.T) {
 	}
 	if cfg.Chain.CAIP2 != "eip155:1337" || len(cfg.Routes) != 4 || cfg.Routes[0].Offer != (Offer{"demo", "weather"}) {
 		t.Fatalf("example: %+v", cfg)
+	}
+}
+
+// The shipped example must not give away what it sells: no unpaid request,
+// whatever its spelling, reaches the upstream that serves the priced routes.
+func TestExamplePricingFileGivesNothingAway(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/examples/pricing.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t)
+	doc := strings.ReplaceAll(string(raw), "http://127.0.0.1:9000", up.URL)
+	g := newGate(t, doc)
+	for _, p := range []string{"/today", "/weather/today", "/weather", "/joke", "/JOKE", "/joke;x", "/joke.", "/joke%20", "/Weather/today", "//weather/today", "/weather/../today", "/"} {
+		w := g.do(httptest.NewRequest(http.MethodGet, p, nil))
+		if w.Code == http.StatusOK {
+			t.Errorf("unpaid GET %s: 200 (upstream path %q)", p, w.Header().Get("X-Upstream-Path"))
+		}
+	}
+	if n := up.hits.Load(); n != 0 {
+		t.Fatalf("%d unpaid requests reached the upstream", n)
 	}
 }
