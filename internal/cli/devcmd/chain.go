@@ -7,9 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -76,9 +74,7 @@ Everything is discarded when the command stops.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			opts.Context = ctx
+			opts.Context = cmd.Context() // ends on SIGINT/SIGTERM (root.SignalContext)
 			return chainRun(opts)
 		},
 	}

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -64,9 +61,7 @@ func bindRun(f *cmdutil.Factory, cmd *cobra.Command, runF func(*RunOptions) erro
 		if runF != nil {
 			return runF(opts)
 		}
-		ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		opts.Context = ctx
+		opts.Context = c.Context() // ends on SIGINT/SIGTERM (root.SignalContext)
 		return devRun(opts)
 	}
 	fl := cmd.Flags()

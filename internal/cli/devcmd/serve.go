@@ -8,10 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,9 +46,7 @@ or a pricing file) to sell it.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			opts.Context = ctx
+			opts.Context = cmd.Context() // ends on SIGINT/SIGTERM (root.SignalContext)
 			return upstreamRun(opts)
 		},
 	}
@@ -107,9 +102,7 @@ development cluster needs no TLS. Never use it to carry real payments.`,
 			if runF != nil {
 				return runF(opts)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			opts.Context = ctx
+			opts.Context = cmd.Context() // ends on SIGINT/SIGTERM (root.SignalContext)
 			return forwardRun(opts)
 		},
 	}
