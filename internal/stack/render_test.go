@@ -151,7 +151,7 @@ func TestRenderMonitoringGolden(t *testing.T) {
 		"x402:revenue:24h_by_offer_chain", "x402:revenue:7d_by_offer_chain", "x402:revenue:lifetime_by_offer",
 		"x402:settlement_rate:1h_by_offer_chain", "x402:revenue_atomic:24h_by_offer_chain_asset",
 		"x402:revenue_atomic:7d_by_offer_chain_asset", "x402:revenue_atomic:lifetime_by_offer_chain_asset",
-		"X402PaymentFailureRateHigh", "X402NoSettlementsAfterChallenge",
+		"X402PaymentFailureRateHigh", "X402NoSettlementsAfterChallenge", "X402BuyerUnsettledConfirmations",
 	} {
 		if !names[want] {
 			t.Errorf("PrometheusRule lacks %s", want)

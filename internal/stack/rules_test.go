@@ -60,11 +60,11 @@ func promtool(t *testing.T, dir string, args ...string) string {
 }
 
 // promtool check rules on the rules extracted from the rendered
-// PrometheusRule: 8 recording rules and 2 alerts, all valid.
+// PrometheusRule: 8 recording rules and 3 alerts, all valid.
 func TestPromtoolCheckRules(t *testing.T) {
 	dir, _ := writeRules(t)
 	out := promtool(t, dir, "check", "rules", "rules.yaml")
-	if !strings.Contains(out, "SUCCESS: 10 rules found") {
+	if !strings.Contains(out, "SUCCESS: 11 rules found") {
 		t.Errorf("promtool check rules:\n%s", out)
 	}
 }

@@ -35,6 +35,10 @@ type Seller struct {
 	Reject bool
 	// Content is served to a paid request (default {"forecast":"sunny"}).
 	Content string
+	// NoSettlementHeader serves an accepted payment without the
+	// payment-response header, as a seller that settles out of band (or
+	// is misconfigured) does.
+	NoSettlementHeader bool
 
 	mu       sync.Mutex
 	requests int
@@ -167,7 +171,9 @@ func (s *Seller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := sha256.Sum256(auth.Nonce[:])
 	settle, _ := x402.EncodeSettleResponse(x402.SettleResponse{Success: true, Payer: auth.From.Hex(),
 		Transaction: "0x" + hex.EncodeToString(h[:]), Network: req.Network})
-	w.Header().Set(x402.ResponseHeaderName(s.Version), settle)
+	if !s.NoSettlementHeader {
+		w.Header().Set(x402.ResponseHeaderName(s.Version), settle)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	content := s.Content
 	if content == "" {

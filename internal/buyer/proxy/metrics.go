@@ -17,6 +17,8 @@ type Metrics struct {
 	attempts  *prometheus.CounterVec
 	success   *prometheus.CounterVec
 	failure   *prometheus.CounterVec
+	unsettled *prometheus.CounterVec
+	confirm   *prometheus.CounterVec
 	remaining *prometheus.GaugeVec
 	spent     *prometheus.GaugeVec
 	mappings  *prometheus.GaugeVec
@@ -42,10 +44,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "obol_x402_buyer_" + name, Help: help}, labelNames)
 	}
 	m := &Metrics{
-		requests:  counter("requests_total", "Requests proxied to a paid upstream."),
-		attempts:  counter("payment_attempts_total", "Paid retries sent with a pre-signed authorization."),
-		success:   counter("payment_success_total", "Payments the seller settled."),
-		failure:   counter("payment_failure_total", "Payments that were refused or failed to settle."),
+		requests: counter("requests_total", "Requests proxied to a paid upstream."),
+		attempts: counter("payment_attempts_total", "Paid retries sent with a pre-signed authorization."),
+		success:  counter("payment_success_total", "Payments the seller settled."),
+		failure:  counter("payment_failure_total", "Payments that were refused or failed to settle."),
+		// A paid 2xx with no settlement header: the authorization is spent
+		// as far as the buyer knows, but no settlement was seen. Non-zero
+		// means the seller settles out of band or is misconfigured: alert.
+		unsettled: counter("payment_unsettled_confirmations_total", "Paid answers with status below 400 that carried no settlement (payment-response) header: the authorization is consumed without an observed settlement."),
+		confirm:   counter("confirm_spend_failure_total", "Payment outcomes the proxy could not record in its state journal (the authorization stays taken and is never offered again)."),
 		remaining: gauge("auth_remaining", "Pre-signed authorizations not yet used."),
 		spent:     gauge("auth_spent", "Authorizations used so far."),
 		mappings:  gauge("active_model_mappings", "Model names routed to the upstream."),
@@ -55,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.vectors = []interface {
 		prometheus.Collector
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.requests, m.attempts, m.success, m.failure, m.remaining, m.spent, m.mappings, m.refusals}
+	}{m.requests, m.attempts, m.success, m.failure, m.unsettled, m.confirm, m.remaining, m.spent, m.mappings, m.refusals}
 	if reg != nil {
 		for _, v := range m.vectors {
 			if err := reg.Register(v); err != nil {

@@ -272,7 +272,7 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 			}
 		}
 		// Never sent: the authorization stays taken all the same.
-		s.finish(c, pay, "failed", "")
+		s.finish(u, pay, "failed", "")
 		return "", "", &refusal{status: http.StatusInternalServerError, reason: "build_error", err: fmt.Errorf("build payment: %w", err)}
 	})
 	var ref *refusal
@@ -289,7 +289,7 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 	case errors.Is(err, buyer.ErrSendPaid):
 		// The seller may still settle what it received: the authorization
 		// stays taken and is never offered again.
-		s.finish(c, *taken, "failed", "")
+		s.finish(u, *taken, "failed", "")
 		s.metrics.inc(s.metrics.failure, l)
 		writeError(w, http.StatusBadGateway, "upstream unreachable after paying: "+err.Error())
 		return
@@ -312,13 +312,19 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 		if ex.Receipt != nil {
 			tx = ex.Receipt.Transaction
 		}
-		// Served without a settlement header counts as paid, with no tx.
-		if resp.StatusCode < 400 {
-			s.finish(c, *taken, "settled", tx)
-			s.metrics.inc(s.metrics.success, l)
-		} else {
-			s.finish(c, *taken, "failed", tx)
+		switch {
+		case resp.StatusCode >= 400:
+			s.finish(u, *taken, "failed", tx)
 			s.metrics.inc(s.metrics.failure, l)
+		case ex.Receipt == nil:
+			// Served, but no settlement header: the authorization is
+			// spent as far as we know (the seller holds it), yet no
+			// settlement was seen. Not a success.
+			s.finish(u, *taken, "settled", "")
+			s.metrics.inc(s.metrics.unsettled, l)
+		default:
+			s.finish(u, *taken, "settled", tx)
+			s.metrics.inc(s.metrics.success, l)
 		}
 	}
 	s.relay(w, resp)
@@ -414,9 +420,13 @@ func (c *UpstreamConfig) mismatch(reg *evm.Registry, r x402.Requirement) string 
 	return ""
 }
 
-func (s *Server) finish(c *UpstreamConfig, a x402.ExactEVMPayload, outcome, tx string) {
+// finish records a taken authorization's outcome. A failure to record it
+// is counted: the journal then holds the authorization as pending (spent
+// for the daily cap, never offered again).
+func (s *Server) finish(u *upstream, a x402.ExactEVMPayload, outcome, tx string) {
 	if err := s.opts.State.Finish(a.Authorization.From, a.Authorization.Nonce, outcome, tx); err != nil {
-		s.opts.Logger.Error("record payment outcome", "upstream", c.Name, "err", err)
+		s.opts.Logger.Error("record payment outcome", "upstream", u.cfg.Name, "outcome", outcome, "err", err)
+		s.metrics.inc(s.metrics.confirm, u.labels)
 	}
 }
 
