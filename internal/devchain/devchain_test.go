@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/obolstack/obol/internal/devchain"
 	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/testenv/wait"
 	"github.com/obolstack/obol/internal/token"
 )
 
@@ -344,8 +344,7 @@ func TestCloseIsQuickAndLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	warm.Close()
-	time.Sleep(100 * time.Millisecond)
-	before := runtime.NumGoroutine()
+	before := wait.RunningGoroutines() // the warm-up's goroutines still leaving never count
 
 	for i := 0; i < 3; i++ {
 		began := time.Now()
@@ -383,17 +382,7 @@ func TestCloseIsQuickAndLeavesNoGoroutines(t *testing.T) {
 			t.Errorf("second Close: %v", err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	after := runtime.NumGoroutine()
-	for after > before+2 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		after = runtime.NumGoroutine()
-	}
-	if after > before+2 {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		t.Errorf("goroutines: %d before, %d after three Start/Close\n%s", before, after, buf[:n])
-	}
+	wait.NoNewGoroutines(t, 5*time.Second, before, 2)
 }
 
 func ethCryptoHex(s string) (*ecdsa.PrivateKey, error) {

@@ -8,35 +8,22 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/obolstack/obol/internal/testenv/wait"
 )
 
-// checkGoroutines fails the test when, after cleanup, more goroutines run
-// than before it started (with a short grace period for goroutines that
-// are on their way out). Register it first so its cleanup runs last.
+// checkGoroutines fails the test when, after cleanup, goroutines run that
+// did not run before it started (waiting a while for those on their way
+// out). Register it first so its cleanup runs last. A test that uses it
+// must not be parallel: other tests' goroutines would count as leaked.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		var n int
-		for {
-			n = runtime.NumGoroutine()
-			if n <= before || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if n > before {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Errorf("goroutines leaked: %d before, %d after\n%s", before, n, buf)
-		}
-	})
+	before := wait.RunningGoroutines()
+	t.Cleanup(func() { wait.NoNewGoroutines(t, 5*time.Second, before, 0) })
 }
 
 // rpcProxy is a TCP proxy in front of a JSON-RPC endpoint that can be

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/testenv"
+	"github.com/obolstack/obol/internal/testenv/wait"
 )
 
 func TestNewCmdControllerParsesFlags(t *testing.T) {
@@ -59,8 +59,7 @@ func TestRunServesProbesAndMetrics(t *testing.T) {
 	defer k.Stop()
 	testenv.SkipOrFail(t, err)
 	k.LogOnFailure(t)
-	os.Setenv("POD_NAMESPACE", "default")
-	defer os.Unsetenv("POD_NAMESPACE")
+	t.Setenv("POD_NAMESPACE", "default")
 
 	_, ios := cmdutil.NewTestFactory()
 	probe, metrics := freePort(t), freePort(t)
@@ -69,6 +68,7 @@ func TestRunServesProbesAndMetrics(t *testing.T) {
 		VerifierService: "obol-verifier", VerifierPort: 8080, GatewayName: "gw", GatewayNamespace: "gw",
 		GatewayMissingRetry: time.Second, Resync: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // also when the test fails before its own cancel
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts) }()
 
@@ -80,22 +80,19 @@ func TestRunServesProbesAndMetrics(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, err := get(fmt.Sprintf("http://%s/readyz", probe))
-		if err == nil && code == 200 {
-			break
-		}
+	// The readiness endpoint is the event that says the manager is up.
+	wait.For(t, 60*time.Second, "/readyz to answer 200", func() error {
 		select {
 		case err := <-done:
 			t.Fatalf("controller exited: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz not 200 within 60s: %d %v", code, err)
+		code, err := get(fmt.Sprintf("http://%s/readyz", probe))
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 	if code, err := get(fmt.Sprintf("http://%s/healthz", probe)); err != nil || code != 200 {
 		t.Errorf("/healthz = %d %v", code, err)
 	}

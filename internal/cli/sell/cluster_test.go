@@ -26,6 +26,7 @@ import (
 	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 	"github.com/obolstack/obol/internal/testenv"
+	"github.com/obolstack/obol/internal/testenv/wait"
 )
 
 var (
@@ -232,7 +233,7 @@ func TestSellLifecycle(t *testing.T) {
 	if _, _, err := run(t, ns, "pause", "weather"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "paused", func() bool {
+	wait.Until(t, 60*time.Second, "the offer to be paused and its route withdrawn", func() bool {
 		var o v1alpha1.ServiceOffer
 		_ = env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "weather"}, &o)
 		c := meta.FindStatusCondition(o.Status.Conditions, v1alpha1.ConditionRoutePublished)
@@ -249,7 +250,7 @@ func TestSellLifecycle(t *testing.T) {
 	if _, _, err := run(t, ns, "resume", "weather"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "resumed", func() bool {
+	wait.Until(t, 60*time.Second, "the offer to be Ready again with its route", func() bool {
 		var o v1alpha1.ServiceOffer
 		_ = env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "weather"}, &o)
 		return meta.IsStatusConditionTrue(o.Status.Conditions, v1alpha1.ConditionReady) && o.Annotations[v1alpha1.PausedAnnotation] == "" && route() == nil
@@ -271,16 +272,5 @@ func TestSellLifecycle(t *testing.T) {
 	}
 	if _, _, err := run(t, ns, "status", "weather"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("status of a deleted offer: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
