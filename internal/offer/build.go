@@ -29,6 +29,10 @@ type Request struct {
 	Model       string
 	Runtime     string
 	MaxTimeout  int32
+	// Settle is when the verifier settles: after-response or on-headers;
+	// "" = the type's default (on-headers for inference, after-response
+	// otherwise), written into the offer.
+	Settle string
 }
 
 // Build validates a request and returns the ServiceOffer it describes in
@@ -66,6 +70,10 @@ func Build(reg *evm.Registry, r Request, ns string) (*v1alpha1.ServiceOffer, err
 		path = v1alpha1.DefaultPath(r.Name)
 	} else if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?# \t\n") {
 		errs.addf(FieldPath, "%q: must start with / and contain no query, fragment or spaces", r.Path)
+	}
+	settle, err := ParseSettle(r.Settle)
+	if err != nil {
+		errs.add(FieldSettle, err)
 	}
 	if r.MaxTimeout < 0 || r.MaxTimeout > 86400 {
 		errs.addf(FieldMaxTimeout, "%d: use 1 to 86400 seconds", r.MaxTimeout)
@@ -120,7 +128,22 @@ func Build(reg *evm.Registry, r Request, ns string) (*v1alpha1.ServiceOffer, err
 	if r.Model != "" {
 		o.Spec.Model = &v1alpha1.OfferModel{Name: r.Model, Runtime: r.Runtime}
 	}
+	// Written out, like the default path: the offer says how it settles.
+	o.Spec.Settle = settle
+	if o.Spec.Settle == "" {
+		o.Spec.Settle = o.EffectiveSettle()
+	}
 	return o, nil
+}
+
+// ParseSettle reads a settlement mode ("" stays "": the type's default).
+func ParseSettle(s string) (v1alpha1.SettleMode, error) {
+	switch m := v1alpha1.SettleMode(strings.ToLower(strings.TrimSpace(s))); m {
+	case "", v1alpha1.SettleAfterResponse, v1alpha1.SettleOnHeaders:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q: use %s (read the whole answer, then settle) or %s (settle when the status and headers arrive, then stream)",
+		s, v1alpha1.SettleAfterResponse, v1alpha1.SettleOnHeaders)
 }
 
 // requestedToken finds the token a request names by symbol or address

@@ -37,6 +37,7 @@ const (
 	FieldPricePerMTok    Field = "price.perMTok"
 	FieldPricePerHour    Field = "price.perHour"
 	FieldMaxTimeout      Field = "maxTimeoutSeconds"
+	FieldSettle          Field = "settle"
 )
 
 // Problem is one thing wrong with an offer.

@@ -193,8 +193,8 @@ func TestSellLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "NAME TYPE MODEL PRICE NETWORK READY AGE" ||
-		!strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "weather http <none> 0.001 eip155:84532 True ") {
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "NAME TYPE MODEL PRICE NETWORK SETTLE READY AGE" ||
+		!strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "weather http <none> 0.001 eip155:84532 after-response True ") {
 		t.Errorf("list table:\n%s", out)
 	}
 	out, _, err = run(t, ns, "list", "-o", "json")
@@ -272,5 +272,64 @@ func TestSellLifecycle(t *testing.T) {
 	}
 	if _, _, err := run(t, ns, "status", "weather"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("status of a deleted offer: %v", err)
+	}
+}
+
+// --settle reaches the API server (which accepts the value), and `obol sell
+// list` shows the mode in effect, also for an offer written without
+// spec.settle (an inference offer: on-headers), in the table and in -o json.
+func TestSettleModeCreatedAndListed(t *testing.T) {
+	ns := setup(t)
+	ctx := context.Background()
+	if out, errOut, err := run(t, ns, "create", "events", "--upstream", "events-api:8080", "--price", "0.01",
+		"--chain", "base-sepolia", "--pay-to", payTo, "--settle", "on-headers"); err != nil {
+		t.Fatalf("create: %v\n%s%s", err, out, errOut)
+	}
+	var o v1alpha1.ServiceOffer
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "events"}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Spec.Settle != v1alpha1.SettleOnHeaders {
+		t.Fatalf("spec.settle = %q, want on-headers", o.Spec.Settle)
+	}
+	if _, _, err := run(t, ns, "create", "bad", "--upstream", "events-api:8080", "--price", "0.01",
+		"--chain", "base-sepolia", "--pay-to", payTo, "--settle", "later"); err == nil || !strings.Contains(err.Error(), "--settle") {
+		t.Fatalf("--settle later: err = %v", err)
+	}
+	// Written without spec.settle, as kubectl apply of an older manifest would.
+	bare := &v1alpha1.ServiceOffer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "qwen"}, Spec: v1alpha1.ServiceOfferSpec{
+		Type: v1alpha1.OfferTypeInference, Model: &v1alpha1.OfferModel{Name: "qwen3:8b"},
+		Upstream: v1alpha1.OfferUpstream{Service: "ollama", Port: 11434},
+		Payment: v1alpha1.OfferPayment{Scheme: v1alpha1.SchemeExact, Network: "eip155:84532", PayTo: payTo,
+			Price: v1alpha1.OfferPrice{PerRequest: "0.002"}}}}
+	if err := env.Client.Create(ctx, bare); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, ns, "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		f := strings.Fields(l)
+		rows[f[0]] = f[5]
+	}
+	if rows["events"] != "on-headers" || rows["qwen"] != "on-headers" {
+		t.Errorf("SETTLE column %v:\n%s", rows, out)
+	}
+	out, _, err = run(t, ns, "list", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Items []v1alpha1.ServiceOffer `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Items) != 2 {
+		t.Fatalf("list -o json (%v):\n%s", err, out)
+	}
+	for _, it := range list.Items {
+		if it.Spec.Settle != v1alpha1.SettleOnHeaders {
+			t.Errorf("%s: spec.settle = %q in -o json, want on-headers", it.Name, it.Spec.Settle)
+		}
 	}
 }

@@ -43,7 +43,15 @@ CHAIN, paid to ADDRESS, and are then forwarded to the upstream Service.
 Everything is validated before anything is written: an unknown chain, a
 mistyped address or a price the asset cannot represent fails here and
 creates nothing. The chain is stored as its CAIP-2 id and the asset's
-address, decimals and EIP-712 domain are filled from the chain registry.`,
+address, decimals and EIP-712 domain are filled from the chain registry.
+
+--settle says when the verifier settles a paid request: after-response reads
+the whole upstream answer and settles only if it is complete and below 400
+(the buyer never pays for an answer that broke midway); on-headers settles as
+soon as the upstream's status line and headers arrive below 400, then streams
+the body (server-sent events, "stream": true chat completions). Inference
+offers default to on-headers, the others to after-response; the mode chosen
+is written into spec.settle.`,
 		Example: `  # sell a weather API at 0.001 USDC per request on Base Sepolia
   obol sell create weather --upstream weather-api:8080 --price 0.001 \
     --chain base-sepolia --pay-to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
@@ -52,6 +60,11 @@ address, decimals and EIP-712 domain are filled from the chain registry.`,
   obol sell create qwen --type inference --model qwen3:8b \
     --upstream ollama.llm:11434 --price 0.002 --chain base \
     --pay-to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --wait
+
+  # a streaming HTTP API: settle when the headers arrive, then stream
+  obol sell create events --upstream events-api:8080 --price 0.01 \
+    --chain base-sepolia --pay-to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 \
+    --settle on-headers
 
   # print the manifest instead of creating it
   obol sell create weather --upstream weather-api:8080 --price 0.001 \
@@ -79,6 +92,7 @@ address, decimals and EIP-712 domain are filled from the chain registry.`,
 	fl.StringVar(&opts.Type, "type", string(v1alpha1.OfferTypeHTTP), "offer type: http or inference")
 	fl.StringVar(&opts.Model, "model", "", "model name (required for --type inference)")
 	fl.StringVar(&opts.Runtime, "runtime", "", "model runtime, e.g. ollama or vllm")
+	fl.StringVar(&opts.Settle, "settle", "", "when the verifier settles a paid request: after-response or on-headers (default: on-headers for --type inference, after-response otherwise)")
 	fl.Int32Var(&opts.MaxTimeout, "max-timeout", 0, "seconds a signed payment stays valid (default: the verifier's)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the ServiceOffer manifest (-o yaml or json) and create nothing")
 	fl.BoolVar(&opts.Wait, "wait", false, "wait until the controller reports the offer Ready")
@@ -123,6 +137,7 @@ var flagOf = map[offer.Field]string{
 	offer.FieldPricePerMTok:    "--price",
 	offer.FieldPricePerHour:    "--price",
 	offer.FieldMaxTimeout:      "--max-timeout",
+	offer.FieldSettle:          "--settle",
 }
 
 func createRun(ctx context.Context, opts *CreateOptions) error {

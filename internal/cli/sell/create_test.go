@@ -21,13 +21,13 @@ func TestNewCmdCreateParsesFlags(t *testing.T) {
 	cmd := NewCmdCreate(f, func(o *CreateOptions) error { got = o; return nil })
 	cmd.SetArgs([]string{"qwen", "--upstream", "ollama.llm:11434", "--price", "0.002", "--chain", "base",
 		"--pay-to", payTo, "--type", "inference", "--model", "qwen3:8b", "--path", "/qwen",
-		"--description", "Qwen", "--asset", "USDC", "--wait", "--dry-run"})
+		"--description", "Qwen", "--asset", "USDC", "--settle", "after-response", "--wait", "--dry-run"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
 	if got.Name != "qwen" || got.Upstream != "ollama.llm:11434" || got.Price != "0.002" || got.Chain != "base" ||
 		got.PayTo != payTo || got.Type != "inference" || got.Model != "qwen3:8b" || got.Path != "/qwen" ||
-		got.Description != "Qwen" || got.Asset != "USDC" || !got.Wait || !got.DryRun || got.Kube.Namespace != "shop" {
+		got.Description != "Qwen" || got.Asset != "USDC" || got.Settle != "after-response" || !got.Wait || !got.DryRun || got.Kube.Namespace != "shop" {
 		t.Errorf("options = %+v", got)
 	}
 }
@@ -72,6 +72,7 @@ func TestBuildOfferRejectsBadInput(t *testing.T) {
 		"type":          {func(o *CreateOptions) { o.Type = "grpc" }, "--type"},
 		"model":         {func(o *CreateOptions) { o.Type = "inference" }, "--model"},
 		"upstream":      {func(o *CreateOptions) { o.Upstream = "weather-api" }, "--upstream"},
+		"settle":        {func(o *CreateOptions) { o.Settle = "streaming" }, "--settle: \"streaming\": use after-response"},
 	} {
 		opts := base
 		tc.mutate(&opts)
@@ -106,5 +107,28 @@ func TestDryRunPrintsManifest(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "status") || strings.Contains(out.String(), "creationTimestamp") {
 		t.Errorf("manifest carries status or creationTimestamp:\n%s", out)
+	}
+}
+
+// --settle is written into spec.settle; without it the type's default is
+// (on-headers for inference, after-response otherwise).
+func TestBuildOfferSettleMode(t *testing.T) {
+	for _, tc := range []struct {
+		typ, model, settle string
+		want               v1alpha1.SettleMode
+	}{
+		{"http", "", "", v1alpha1.SettleAfterResponse},
+		{"inference", "qwen3:8b", "", v1alpha1.SettleOnHeaders},
+		{"http", "", "on-headers", v1alpha1.SettleOnHeaders},
+		{"inference", "qwen3:8b", "After-Response", v1alpha1.SettleAfterResponse},
+	} {
+		o, err := BuildOffer(&CreateOptions{Request: offer.Request{Name: "x", Upstream: "x:8080", Price: "0.001",
+			Chain: "base-sepolia", PayTo: payTo, Type: tc.typ, Model: tc.model, Settle: tc.settle}}, "demo")
+		if err != nil {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		if o.Spec.Settle != tc.want {
+			t.Errorf("type %s --settle %q: spec.settle = %q, want %q", tc.typ, tc.settle, o.Spec.Settle, tc.want)
+		}
 	}
 }

@@ -32,7 +32,10 @@ func NewCmdList(f *cmdutil.Factory, runF func(*ListOptions) error) *cobra.Comman
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List ServiceOffers",
-		Long:    "List the ServiceOffers in the namespace (or all namespaces with -A), with the columns `kubectl get so` shows.",
+		Long: `List the ServiceOffers in the namespace (or all namespaces with -A), with the
+columns ` + "`kubectl get so`" + ` shows and SETTLE, the settlement mode in effect
+(spec.settle, or the type's default when unset: on-headers for inference,
+after-response otherwise; -o json and -o yaml fill spec.settle the same way).`,
 		Example: `  obol sell list
   obol sell list -A
   obol sell list -n llm -o json`,
@@ -73,7 +76,11 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	list.Kind = "ServiceOfferList"
 	items := make([]map[string]any, 0, len(list.Items))
 	for i := range list.Items {
-		m, err := manifest(&list.Items[i], true)
+		o := list.Items[i].DeepCopy()
+		// Like an API server default: an offer without spec.settle shows
+		// the mode in effect.
+		o.Spec.Settle = o.EffectiveSettle()
+		m, err := manifest(o, true)
 		if err != nil {
 			return err
 		}
@@ -89,13 +96,16 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		if opts.Now != nil {
 			now = opts.Now
 		}
-		header := []string{"NAME", "TYPE", "MODEL", "PRICE", "NETWORK", "READY", "AGE"}
+		header := []string{"NAME", "TYPE", "MODEL", "PRICE", "NETWORK", "SETTLE", "READY", "AGE"}
 		if opts.AllNamespaces {
 			header = append([]string{"NAMESPACE"}, header...)
 		}
 		t := cmdutil.NewTable(w, header...)
 		for _, o := range list.Items {
 			row := PrinterColumns(&o, now())
+			// SETTLE after NETWORK: the mode in effect (spec.settle or
+			// the type's default).
+			row = append(row[:5], append([]string{string(o.EffectiveSettle())}, row[5:]...)...)
 			if opts.AllNamespaces {
 				row = append([]string{o.Namespace}, row...)
 			}
