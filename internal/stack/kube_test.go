@@ -297,6 +297,8 @@ func TestInstallRBACUpgradeUninstall(t *testing.T) {
 		})
 	})
 
+	t.Run("buyer", func(t *testing.T) { checkBuyerWatch(t, cs, ns) })
+
 	st, err := s.Status(ctx(t))
 	if err != nil {
 		t.Fatalf("status: %v", err)

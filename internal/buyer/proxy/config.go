@@ -73,17 +73,51 @@ func LoadDir(dir string, reg *evm.Registry) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read buyer config dir: %w", err)
 	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() || !isUpstreamFile(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read buyer config: %w", err)
+		}
+		files[path] = b
+	}
+	return build(files, reg)
+}
+
+// LoadData reads the upstream files held as data (a ConfigMap's keys, named
+// where in errors: "ns/name key"); keys that are not *.yaml, *.yml or
+// *.json are ignored, as in a directory.
+func LoadData(where string, data map[string]string, reg *evm.Registry) (*Config, error) {
+	files := map[string][]byte{}
+	for k, v := range data {
+		if isUpstreamFile(k) {
+			files[where+" "+k] = []byte(v)
+		}
+	}
+	return build(files, reg)
+}
+
+func isUpstreamFile(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return !strings.HasPrefix(name, ".") && (ext == ".yaml" || ext == ".yml" || ext == ".json")
+}
+
+// build parses and cross-checks upstream files keyed by where they came from.
+func build(files map[string][]byte, reg *evm.Registry) (*Config, error) {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	cfg := &Config{}
 	seen := map[string]string{}
 	models := map[string]string{}
-	for _, e := range entries {
-		name := e.Name()
-		ext := strings.ToLower(filepath.Ext(name))
-		if e.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		u, err := LoadFile(path, reg)
+	for _, path := range names {
+		u, err := parseUpstream(path, files[path], reg)
 		if err != nil {
 			return nil, err
 		}
@@ -109,6 +143,10 @@ func LoadFile(path string, reg *evm.Registry) (*UpstreamConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read buyer config: %w", err)
 	}
+	return parseUpstream(path, b, reg)
+}
+
+func parseUpstream(path string, b []byte, reg *evm.Registry) (*UpstreamConfig, error) {
 	var u UpstreamConfig
 	if err := yaml.UnmarshalStrict(b, &u); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

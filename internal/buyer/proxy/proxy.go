@@ -31,7 +31,11 @@ const minValidity = 6 * time.Second
 
 // Options configure a Server.
 type Options struct {
-	ConfigDir  string
+	// ConfigDir holds the upstream files, unless Load is set.
+	ConfigDir string
+	// Load, when set, reads the configuration instead of ConfigDir (the
+	// buyer's ConfigMap through the API: see ConfigMapSource).
+	Load       func() (*Config, error)
 	State      *State
 	Registry   *evm.Registry
 	Registerer prometheus.Registerer
@@ -129,14 +133,28 @@ func New(opts Options) (*Server, error) {
 // Handler serves the proxy's endpoints (not /metrics; the caller mounts it).
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Reload re-reads the config directory. A broken directory keeps the last
-// good configuration and returns the error. Series of upstreams that are gone
-// (or changed labels) are deleted.
+// Reload re-reads the configuration (Options.Load, else the config
+// directory). A broken configuration keeps the last good one and returns
+// the error.
 func (s *Server) Reload() error {
-	cfg, err := LoadDir(s.opts.ConfigDir, s.opts.Registry)
+	var cfg *Config
+	var err error
+	if s.opts.Load != nil {
+		cfg, err = s.opts.Load()
+	} else {
+		cfg, err = LoadDir(s.opts.ConfigDir, s.opts.Registry)
+	}
 	if err != nil {
 		return err
 	}
+	s.Apply(cfg)
+	return nil
+}
+
+// Apply makes cfg the configuration. Pools of upstreams that stay keep
+// their lock; series of upstreams that are gone (or changed labels) are
+// deleted.
+func (s *Server) Apply(cfg *Config) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	next := &snapshot{upstreams: map[string]*upstream{}, byModel: map[string]*upstream{}}
@@ -161,7 +179,6 @@ func (s *Server) Reload() error {
 	for _, u := range next.upstreams {
 		s.refreshGauges(u)
 	}
-	return nil
 }
 
 // refreshGauges recomputes an upstream's gauges under its pool lock, so a

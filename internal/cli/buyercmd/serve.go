@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/obolstack/obol/internal/buyer/proxy"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
+	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/kube"
 )
 
 // NewCmdBuyer is the `obol buyer` parent.
@@ -32,8 +36,14 @@ func NewCmdBuyer(f *cmdutil.Factory) *cobra.Command {
 type ServeOptions struct {
 	Factory   *cmdutil.Factory
 	ConfigDir string
-	StateFile string
-	Listen    string
+	// ConfigMap names the ConfigMap (in ConfigNamespace) read and watched
+	// through the API instead of ConfigDir: the controller's writes reach
+	// the proxy at once, not after the kubelet's volume refresh.
+	ConfigMap       string
+	ConfigNamespace string
+	Kube            kube.Options
+	StateFile       string
+	Listen          string
 	// ReloadEvery re-reads ConfigDir periodically: a mounted ConfigMap
 	// changes on disk some time after the controller writes it.
 	ReloadEvery time.Duration
@@ -55,10 +65,12 @@ func NewCmdServe(f *cmdutil.Factory, runF func(*ServeOptions) error) *cobra.Comm
 		Use:   "serve",
 		Short: "Serve the buyer proxy",
 		Long: `Serve the buyer proxy. Callers send ordinary requests; when a seller answers
-402 the proxy pays from a pool of pre-signed EIP-3009 authorizations (one
-file per upstream in --config-dir, as a PurchaseRequest carries them), only
-when the seller's terms match an authorization exactly and within the
-upstream's daily spend cap. Every authorization taken is written to --state
+402 the proxy pays from a pool of pre-signed EIP-3009 authorizations, one
+upstream per PurchaseRequest: a file each in --config-dir, or a key each in
+the ConfigMap --config-map (read and watched through the API, so the
+controller's changes apply within a second). It pays only when the seller's
+terms match an authorization exactly and within the upstream's daily spend
+cap. Every authorization taken is written to --state
 before the paid request leaves, so none is ever sent twice, across restarts.
 
 A caller's credentials stay in the cluster: hop-by-hop headers,
@@ -71,16 +83,22 @@ Endpoints:
   POST /v1/chat/completions, /v1/responses   OpenAI-compatible, routed by "model"
   ANY  /upstream/<name>/<path>                any HTTP call to an upstream
   GET  /status                                pools, spend, caps (JSON)
-  POST /admin/reload                          re-read --config-dir
+  POST /admin/reload                          re-read the configuration
   GET  /healthz, /metrics`,
 		Example: `  obol buyer serve --config-dir /etc/obol/buyer --state /var/lib/obol/buyer/state.json
   curl -s localhost:8402/upstream/weather/forecast
   curl -s localhost:8402/status | jq`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.ConfigDir == "" {
-				return &cmdutil.FlagError{Err: errors.New("--config-dir is required: the directory with one upstream file per PurchaseRequest")}
+			switch {
+			case opts.ConfigDir == "" && opts.ConfigMap == "":
+				return &cmdutil.FlagError{Err: errors.New("--config-dir or --config-map is required: where the upstream files (one per PurchaseRequest) are")}
+			case opts.ConfigDir != "" && opts.ConfigMap != "":
+				return &cmdutil.FlagError{Err: errors.New("--config-dir and --config-map: give one")}
+			case opts.ConfigMap != "" && opts.ConfigNamespace == "":
+				return &cmdutil.FlagError{Err: errors.New("--config-map needs --config-namespace (or POD_NAMESPACE)")}
 			}
+			opts.Kube = kube.Options{Kubeconfig: f.Global.Kubeconfig, Context: f.Global.Context}
 			if opts.StateFile == "" {
 				return &cmdutil.FlagError{Err: errors.New("--state is required: a file on persistent storage recording every authorization used")}
 			}
@@ -91,11 +109,13 @@ Endpoints:
 		},
 	}
 	cmd.Flags().StringVar(&opts.ConfigDir, "config-dir", "", "directory of upstream files (*.yaml, *.json)")
+	cmd.Flags().StringVar(&opts.ConfigMap, "config-map", "", "ConfigMap of upstream files, read and watched through the Kubernetes API (instead of --config-dir)")
+	cmd.Flags().StringVar(&opts.ConfigNamespace, "config-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --config-map (default $POD_NAMESPACE)")
 	cmd.Flags().StringVar(&opts.StateFile, "state", "", "state file recording used authorizations")
 	cmd.Flags().StringVar(&opts.Listen, "listen", ":8402", "address to listen on")
 	cmd.Flags().StringSliceVar(&opts.StripHeaders, "strip-header", nil, "caller header never forwarded to a seller, besides hop-by-hop ones and Authorization, Cookie, Proxy-Authorization (repeatable; an upstream's forwardHeaders may allow one)")
 	cmd.Flags().DurationVar(&opts.ShutdownTimeout, "shutdown-timeout", cmdutil.DefaultShutdownTimeout, "on SIGTERM, how long to let running (paid) requests finish before exiting")
-	cmd.Flags().DurationVar(&opts.ReloadEvery, "reload-interval", 30*time.Second, "re-read --config-dir this often (0 = only on POST /admin/reload)")
+	cmd.Flags().DurationVar(&opts.ReloadEvery, "reload-interval", 30*time.Second, "re-read the configuration this often (0 = only on POST /admin/reload or, with --config-map, on change)")
 	return cmd
 }
 
@@ -115,9 +135,33 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 			return fmt.Errorf("register process metrics: %w", err)
 		}
 	}
-	srv, err := proxy.New(proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registerer: reg, Logger: log, StripHeaders: opts.StripHeaders})
+	popts := proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registry: evm.Default(), Registerer: reg, Logger: log, StripHeaders: opts.StripHeaders}
+	var src *proxy.ConfigMapSource
+	if opts.ConfigMap != "" {
+		cfg, err := opts.Kube.RESTConfig()
+		if err != nil {
+			return fmt.Errorf("--config-map %s: %w", opts.ConfigMap, err)
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("--config-map %s: %w", opts.ConfigMap, err)
+		}
+		src = &proxy.ConfigMapSource{Client: cs, Namespace: opts.ConfigNamespace, Name: opts.ConfigMap, Registry: popts.Registry}
+		popts.Load = src.Load
+	}
+	srv, err := proxy.New(popts)
 	if err != nil {
 		return err
+	}
+	if src != nil {
+		src.Watch(ctx, func(cfg *proxy.Config, err error) {
+			if err != nil {
+				log.Warn("buyer ConfigMap changed but is invalid, keeping the previous configuration", "configmap", opts.ConfigNamespace+"/"+opts.ConfigMap, "err", err)
+				return
+			}
+			srv.Apply(cfg)
+			log.Info("buyer configuration changed", "configmap", opts.ConfigNamespace+"/"+opts.ConfigMap, "upstreams", len(cfg.Upstreams))
+		})
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -146,7 +190,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	for _, u := range srv.Status() {
 		log.Info("upstream", "name", u.Name, "chain", u.Chain, "price", u.Price, "remaining", u.Remaining)
 	}
-	fmt.Fprintf(f.IO.ErrOut, "buyer proxy listening on http://%s (config %s, state %s)\n", ln.Addr(), opts.ConfigDir, opts.StateFile)
+	where := opts.ConfigDir
+	if src != nil {
+		where = "configmap " + opts.ConfigNamespace + "/" + opts.ConfigMap
+	}
+	fmt.Fprintf(f.IO.ErrOut, "buyer proxy listening on http://%s (config %s, state %s)\n", ln.Addr(), where, opts.StateFile)
 	if opts.Started != nil {
 		opts.Started <- ln.Addr().String()
 	}
