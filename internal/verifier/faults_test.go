@@ -22,6 +22,7 @@ import (
 	"github.com/obolstack/obol/internal/devchain"
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/facilitator"
+	"github.com/obolstack/obol/internal/testenv/wait"
 	"github.com/obolstack/obol/internal/token"
 	"github.com/obolstack/obol/internal/x402"
 )
@@ -153,6 +154,9 @@ type restartableFacilitator struct {
 	// facilitator settled) until a second /settle arrives.
 	holdFirst bool
 	second    chan struct{}
+	// receiptGaveUp is closed when the facilitator first logs that it
+	// gave up waiting for a settlement's receipt.
+	receiptGaveUp *logEvent
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -165,17 +169,48 @@ func newRestartableFacilitator(t *testing.T, chain *devchain.Chain, reg *evm.Reg
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &restartableFacilitator{t: t, addr: ln.Addr().String(), rpcURL: rpcURL, chain: chain, reg: reg, second: make(chan struct{})}
+	f := &restartableFacilitator{t: t, addr: ln.Addr().String(), rpcURL: rpcURL, chain: chain, reg: reg, second: make(chan struct{}),
+		receiptGaveUp: newLogEvent("settle failed", "message", "no receipt within")}
 	f.serve(ln)
 	t.Cleanup(f.kill)
 	return f
+}
+
+// logEvent is a slog handler that closes Seen at the first record with the
+// given message whose attribute attr contains text.
+type logEvent struct {
+	msg, attr, text string
+	once            *sync.Once
+	Seen            chan struct{}
+}
+
+func newLogEvent(msg, attr, text string) *logEvent {
+	return &logEvent{msg: msg, attr: attr, text: text, once: &sync.Once{}, Seen: make(chan struct{})}
+}
+
+func (e *logEvent) Enabled(context.Context, slog.Level) bool { return true }
+func (e *logEvent) WithAttrs([]slog.Attr) slog.Handler       { return e }
+func (e *logEvent) WithGroup(string) slog.Handler            { return e }
+func (e *logEvent) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != e.msg {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == e.attr && strings.Contains(a.Value.String(), e.text) {
+			e.once.Do(func() { close(e.Seen) })
+			return false
+		}
+		return true
+	})
+	return nil
 }
 
 func (f *restartableFacilitator) URL() string { return "http://" + f.addr }
 
 func (f *restartableFacilitator) serve(ln net.Listener) {
 	fs, err := facilitator.NewServer(context.Background(), facilitator.Config{RPCURL: f.rpcURL, Chain: f.chain.CAIP2(), Registry: f.reg,
-		Key: f.chain.Facilitator.Key, RPCTimeout: 5 * time.Second, ReceiptTimeout: 10 * time.Second})
+		Key: f.chain.Facilitator.Key, RPCTimeout: 5 * time.Second, ReceiptTimeout: 10 * time.Second,
+		Logger: slog.New(f.receiptGaveUp)})
 	if err != nil {
 		ln.Close()
 		f.t.Fatalf("start facilitator: %v", err)
@@ -223,30 +258,16 @@ func (f *restartableFacilitator) kill() {
 
 func (f *restartableFacilitator) restart() {
 	f.kill()
+	// The kernel releases the port asynchronously: listen as soon as it can.
 	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", f.addr); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // the port is released asynchronously
-	}
+	err := wait.Poll(time.Second, func() (err error) {
+		ln, err = net.Listen("tcp", f.addr)
+		return err
+	})
 	if err != nil {
 		f.t.Fatalf("restart facilitator on %s: %v", f.addr, err)
 	}
 	f.serve(ln)
-}
-
-// waitFor polls cond (an observable event) until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 type paidCall struct {
@@ -383,7 +404,7 @@ func (r *faultRig) reconcile(t *testing.T, calls []paidCall) (servedCharged, cha
 	t.Helper()
 	ctx := context.Background()
 	ec := r.chain.Client()
-	waitFor(t, 30*time.Second, "the fee payer's transactions to be mined", func() bool {
+	wait.Until(t, 30*time.Second, "the fee payer's transactions to be mined", func() bool {
 		p, err1 := ec.PendingNonceAt(ctx, r.chain.Facilitator.Address)
 		l, err2 := ec.NonceAt(ctx, r.chain.Facilitator.Address, nil)
 		return err1 == nil && err2 == nil && p == l
@@ -455,10 +476,12 @@ func (r *faultRig) sentTxs(t *testing.T) func() uint64 {
 // waitSent waits until at least n settlement transactions were sent, for
 // at most 30 s (a burst whose calls all fail sends fewer).
 func waitSent(sent func() uint64, n uint64) {
-	deadline := time.Now().Add(30 * time.Second)
-	for sent() < n && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	_ = wait.Poll(30*time.Second, func() error {
+		if sent() < n {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 }
 
 func TestFaultFacilitatorKilledMidBurst(t *testing.T) {
@@ -491,10 +514,15 @@ func TestFaultChainRPCRefusedMidBurst(t *testing.T) {
 	go func() {
 		defer close(done)
 		waitSent(sent, 20)
-		// The chain stays unreachable longer than the facilitator waits for
-		// a receipt (10 s here, 45 s by default), as in the field report.
+		// The chain stays unreachable until the facilitator has given up
+		// waiting for a receipt (10 s here, 45 s by default), as in the
+		// field report.
 		r.rpc.setRefuse(true)
-		time.Sleep(12 * time.Second)
+		select {
+		case <-r.fac.receiptGaveUp.Seen:
+		case <-time.After(time.Minute):
+			t.Error("the facilitator never gave up on a receipt while the chain refused: the fault was not exercised")
+		}
 		r.rpc.setRefuse(false)
 	}()
 	calls := r.burst(t, n)

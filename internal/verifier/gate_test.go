@@ -278,15 +278,23 @@ func TestFacilitatorFailureNeverReachesUpstream(t *testing.T) {
 func TestFacilitatorTimeoutIsEnforced(t *testing.T) {
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL)+"facilitatorTimeout: 50ms\n")
-	g.fac.verify = func(x402.VerifyRequest) (*x402.VerifyResponse, error) {
-		time.Sleep(200 * time.Millisecond)
-		return nil, context.DeadlineExceeded
+	// The facilitator answers only when the gate gives up on it (its
+	// context ends), or says "valid" after 10 s if the gate never does.
+	g.fac.verifyCtx = func(ctx context.Context, _ x402.VerifyRequest) (*x402.VerifyResponse, error) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Second):
+			return &x402.VerifyResponse{IsValid: true}, nil
+		}
 	}
 	name, value := newBuyer(t).pay(t, g.evm, 2, challenge(t, g.h, "/joke"))
 	r := httptest.NewRequest(http.MethodGet, "/joke", nil)
 	r.Header.Set(name, value)
-	if w := g.do(r); w.Code != http.StatusServiceUnavailable || up.hits.Load() != 0 {
-		t.Fatalf("status %d hits %d", w.Code, up.hits.Load())
+	start := time.Now()
+	w := g.do(r)
+	if took := time.Since(start); w.Code != http.StatusServiceUnavailable || up.hits.Load() != 0 || took > 5*time.Second {
+		t.Fatalf("status %d hits %d after %s, want 503 and no upstream call after about 50ms", w.Code, up.hits.Load(), took)
 	}
 }
 

@@ -34,6 +34,7 @@ type stubFacilitator struct {
 	verifyCalls int
 	settleCalls int
 	verify      func(x402.VerifyRequest) (*x402.VerifyResponse, error)
+	verifyCtx   func(context.Context, x402.VerifyRequest) (*x402.VerifyResponse, error)
 	settle      func(x402.SettleRequest) (*x402.SettleResponse, error)
 	settleCtx   func(context.Context, x402.SettleRequest) (*x402.SettleResponse, error)
 	lastVerify  x402.VerifyRequest
@@ -43,8 +44,11 @@ func (f *stubFacilitator) Verify(ctx context.Context, req x402.VerifyRequest) (*
 	f.mu.Lock()
 	f.verifyCalls++
 	f.lastVerify = req
-	fn := f.verify
+	fn, fnCtx := f.verify, f.verifyCtx
 	f.mu.Unlock()
+	if fnCtx != nil {
+		return fnCtx(ctx, req)
+	}
 	if fn != nil {
 		return fn(req)
 	}

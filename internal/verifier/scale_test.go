@@ -163,6 +163,7 @@ func TestReloadUnderLoadAtScale(t *testing.T) {
 		slowest atomic.Int64
 		count   atomic.Int64
 		wg      sync.WaitGroup
+		flowing = make(chan struct{}) // closed at the 100th answer
 	)
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
@@ -176,7 +177,9 @@ func TestReloadUnderLoadAtScale(t *testing.T) {
 					t.Errorf("kept offer: %d", rec.Code)
 					return
 				}
-				count.Add(1)
+				if count.Add(1) == 100 {
+					close(flowing)
+				}
 				for {
 					cur := slowest.Load()
 					if d <= cur || slowest.CompareAndSwap(cur, d) {
@@ -186,8 +189,10 @@ func TestReloadUnderLoadAtScale(t *testing.T) {
 			}
 		}()
 	}
-	for count.Load() < 100 { // traffic is flowing before the reload
-		time.Sleep(time.Millisecond)
+	select { // traffic is flowing before the reload
+	case <-flowing:
+	case <-time.After(time.Minute):
+		t.Fatal("the kept offer did not answer 100 requests within a minute")
 	}
 	start := time.Now()
 	if err := g.srv.ApplyConfig(half); err != nil {
