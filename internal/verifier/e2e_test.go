@@ -135,8 +135,8 @@ func (e *e2e) challenge(t *testing.T, path string) (*http.Response, *x402.Challe
 	return res, c
 }
 
-func (e *e2e) value(t *testing.T, vec *prometheus.CounterVec, offer string) float64 {
-	return testutil.ToFloat64(vec.WithLabelValues(offerLabelValues(Offer{"default", offer}, e.chain.CAIP2())...))
+func (e *e2e) value(t *testing.T, vec *OfferFamily, offer string) float64 {
+	return testutil.ToFloat64(vec.Series(offerLabelValues(Offer{"default", offer}, e.chain.CAIP2())...))
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -191,7 +191,7 @@ func TestEndToEnd(t *testing.T) {
 			if got := e.value(t, e.metrics.Charged, "weather"); got != chargedBefore+1 {
 				t.Fatalf("charged %v", got)
 			}
-			last := testutil.ToFloat64(e.metrics.LastPaymentSuccess.WithLabelValues(offerLabelValues(Offer{"default", "weather"}, dev)...))
+			last := testutil.ToFloat64(e.metrics.LastPaymentSuccess.Series(offerLabelValues(Offer{"default", "weather"}, dev)...))
 			if d := time.Since(time.Unix(int64(last), 0)); d < -2*time.Second || d > 5*time.Second {
 				t.Fatalf("last payment gauge %v is %s from now", last, d)
 			}
@@ -324,7 +324,7 @@ func TestEndToEnd(t *testing.T) {
 				}
 			}
 		}
-		atomic := testutil.ToFloat64(e.metrics.ChargedAtomicUnits.WithLabelValues(offerLabelValues(Offer{"default", "weather"}, dev, e.chain.Token.Address.Hex())...))
+		atomic := testutil.ToFloat64(e.metrics.ChargedAtomicUnits.Series(offerLabelValues(Offer{"default", "weather"}, dev, e.chain.Token.Address.Hex())...))
 		if atomic != 2000 {
 			t.Fatalf("weather charged atomic units %v, want 2000", atomic)
 		}

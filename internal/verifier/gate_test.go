@@ -42,26 +42,26 @@ func counter(t *testing.T, g *testGate, name, offer string) float64 {
 	lv := offerLabelValues(Offer{"default", offer}, "eip155:84532")
 	switch name {
 	case "requests":
-		return testutil.ToFloat64(g.metrics.Requests.WithLabelValues(lv...))
+		return testutil.ToFloat64(g.metrics.Requests.Series(lv...))
 	case "required":
-		return testutil.ToFloat64(g.metrics.PaymentRequired.WithLabelValues(lv...))
+		return testutil.ToFloat64(g.metrics.PaymentRequired.Series(lv...))
 	case "verified":
-		return testutil.ToFloat64(g.metrics.PaymentVerified.WithLabelValues(lv...))
+		return testutil.ToFloat64(g.metrics.PaymentVerified.Series(lv...))
 	case "failed":
-		return testutil.ToFloat64(g.metrics.PaymentFailed.WithLabelValues(lv...))
+		return testutil.ToFloat64(g.metrics.PaymentFailed.Series(lv...))
 	case "charged":
-		return testutil.ToFloat64(g.metrics.Charged.WithLabelValues(lv...))
+		return testutil.ToFloat64(g.metrics.Charged.Series(lv...))
 	case "atomic":
-		return testutil.ToFloat64(g.metrics.ChargedAtomicUnits.WithLabelValues(append(lv, testUSDC)...))
+		return testutil.ToFloat64(g.metrics.ChargedAtomicUnits.Series(append(lv, testUSDC)...))
 	case "last":
-		return testutil.ToFloat64(g.metrics.LastPaymentSuccess.WithLabelValues(lv...))
+		return testutil.ToFloat64(g.metrics.LastPaymentSuccess.Series(lv...))
 	}
 	t.Fatalf("unknown counter %s", name)
 	return 0
 }
 
 func failures(g *testGate, offer, reason string) float64 {
-	return testutil.ToFloat64(g.metrics.PaymentFailures.WithLabelValues(offerLabelValues(Offer{"default", offer}, "eip155:84532", reason)...))
+	return testutil.ToFloat64(g.metrics.PaymentFailures.Series(offerLabelValues(Offer{"default", offer}, "eip155:84532", reason)...))
 }
 
 func TestUnpaidGets402InBothShapes(t *testing.T) {

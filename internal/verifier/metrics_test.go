@@ -148,10 +148,10 @@ func TestChargedAtomicUnitsExact(t *testing.T) {
 	m.charged(r, r.Amount, time.Unix(1700000000, 500_000_000))
 	m.charged(r, big.NewInt(1), time.Unix(1700000001, 0))
 	lv := offerLabelValues(r.Offer, r.Chain.CAIP2)
-	if got := testutil.ToFloat64(m.ChargedAtomicUnits.WithLabelValues(append(lv, testUSDC)...)); got != 9007199254741 {
+	if got := testutil.ToFloat64(m.ChargedAtomicUnits.Series(append(lv, testUSDC)...)); got != 9007199254741 {
 		t.Fatalf("atomic units %v", got)
 	}
-	if got := testutil.ToFloat64(m.LastPaymentSuccess.WithLabelValues(lv...)); got != 1700000001 {
+	if got := testutil.ToFloat64(m.LastPaymentSuccess.Series(lv...)); got != 1700000001 {
 		t.Fatalf("gauge %v", got)
 	}
 	if reasonLabel("something_new") != ReasonOther || reasonLabel("insufficient_funds") != "insufficient_funds" {

@@ -156,7 +156,7 @@ func TestReloadUnderLoadAtScale(t *testing.T) {
 	}
 	kept := "/svc/7/x"
 	keptLV := offerLabelValues(Offer{"default", "svc-7"}, "eip155:84532")
-	before := testutil.ToFloat64(g.metrics.PaymentRequired.WithLabelValues(keptLV...))
+	before := testutil.ToFloat64(g.metrics.PaymentRequired.Series(keptLV...))
 
 	var (
 		stop    atomic.Bool
@@ -224,7 +224,7 @@ func TestReloadUnderLoadAtScale(t *testing.T) {
 	if got := len(fams["obol_x402_verifier_payment_failures_total"]); got != n/2/100 {
 		t.Fatalf("%d payment_failures series after the reload, want %d", got, n/2/100)
 	}
-	after := testutil.ToFloat64(g.metrics.PaymentRequired.WithLabelValues(keptLV...))
+	after := testutil.ToFloat64(g.metrics.PaymentRequired.Series(keptLV...))
 	if after < before+float64(during) {
 		t.Fatalf("kept offer's payment_required = %v, want at least %v + %d", after, before, during)
 	}

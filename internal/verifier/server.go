@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/obolstack/obol/internal/evm"
 	"github.com/obolstack/obol/internal/x402"
@@ -158,7 +157,7 @@ func New(opts Options) (*Server, error) {
 		ErrorHandler:   s.proxyError,
 	}
 	if opts.Gatherer != nil {
-		s.metricsH = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+		s.metricsH = newMetricsHandler(opts.Gatherer, opts.Metrics)
 	}
 	return s, nil
 }
