@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -33,6 +34,45 @@ type Request struct {
 	// "" = the type's default (on-headers for inference, after-response
 	// otherwise), written into the offer.
 	Settle string
+
+	// Discovery: how the offer is listed (see ValidateDiscovery). The
+	// schemas and the example are JSON text; "" means not declared.
+	Private       bool   // keep the offer out of the discovery documents
+	Method        string // "" = GET (POST for inference)
+	Category      string
+	InputSchema   string
+	OutputSchema  string
+	OutputExample string
+}
+
+// discovery builds the offer's discovery block from the request; nil when
+// the request sets nothing.
+func (r Request) discovery(errs *problems) *v1alpha1.OfferDiscovery {
+	d := &v1alpha1.OfferDiscovery{Method: v1alpha1.HTTPMethod(r.Method), Category: r.Category}
+	if r.Private {
+		f := false
+		d.Public = &f
+	}
+	for _, f := range []struct {
+		field Field
+		text  string
+		dst   **apiextensionsv1.JSON
+	}{
+		{FieldDiscoveryInputSchema, r.InputSchema, &d.InputSchema},
+		{FieldDiscoveryOutputSchema, r.OutputSchema, &d.OutputSchema},
+		{FieldDiscoveryOutputExample, r.OutputExample, &d.OutputExample},
+	} {
+		v, err := ParseJSONValue(f.text)
+		if err != nil {
+			errs.add(f.field, err)
+			continue
+		}
+		*f.dst = v
+	}
+	if d.Public == nil && d.Method == "" && d.Category == "" && d.InputSchema == nil && d.OutputSchema == nil && d.OutputExample == nil {
+		return nil
+	}
+	return d
 }
 
 // Build validates a request and returns the ServiceOffer it describes in
@@ -100,6 +140,17 @@ func Build(reg *evm.Registry, r Request, ns string) (*v1alpha1.ServiceOffer, err
 			pay.Asset = &asset
 		}
 	}
+	disc := r.discovery(&errs)
+	if _, err := ValidateDiscovery(disc, typ); err != nil {
+		var derr *Error
+		if errors.As(err, &derr) {
+			for _, p := range derr.Problems {
+				if !errs.has(p.Field) {
+					errs = append(errs, p)
+				}
+			}
+		}
+	}
 	valid, err := ValidatePayment(reg, pay)
 	var perr *Error
 	if errors.As(err, &perr) {
@@ -123,6 +174,7 @@ func Build(reg *evm.Registry, r Request, ns string) (*v1alpha1.ServiceOffer, err
 			Payment:     pay,
 			Path:        path,
 			Description: r.Description,
+			Discovery:   disc,
 		},
 	}
 	if r.Model != "" {

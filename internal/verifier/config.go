@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/offer"
 	"github.com/obolstack/obol/internal/x402"
 )
 
@@ -100,6 +101,10 @@ type RouteSpec struct {
 	// Settle is when a paid request is settled in proxy mode:
 	// after-response (default) or on-headers.
 	Settle string `yaml:"settle" json:"settle,omitempty"`
+	// Discovery describes the route to buyers and indexers: its entry in
+	// /openapi.json and /.well-known/x402 and the bazaar extension of its
+	// 402 (see discovery.go).
+	Discovery *DiscoverySpec `yaml:"discovery" json:"discovery,omitempty"`
 }
 
 // Settlement modes of a paid route in proxy mode.
@@ -227,6 +232,10 @@ type Route struct {
 	authValue       string
 
 	amountStr string
+	// Discovery is the route's discovery block, defaults applied (public,
+	// GET); disc holds what its 402 and the documents carry.
+	Discovery *offer.Discovery
+	disc      routeDiscovery
 }
 
 // HasUpstreamAuth reports whether an auth header is added upstream (the
@@ -245,6 +254,8 @@ func (r *Route) Requirement(resource string) x402.Requirement {
 		MaxTimeoutSeconds: r.MaxTimeout,
 		Extra:             x402.Extra{Name: r.Token.EIP712Name, Version: r.Token.EIP712Version},
 		Resource:          x402.ResourceInfo{URL: resource, Description: r.Description, MimeType: r.MimeType},
+		OutputSchema:      r.disc.v1OutputSchema,
+		Extensions:        r.disc.extensions,
 	}
 }
 
@@ -658,6 +669,7 @@ func (c *compiler) route(p string, i int, rs *RouteSpec, cfg *Config, g globals,
 	if a := rs.UpstreamAuth; a != nil {
 		r.authHeader, r.authValue = c.upstreamAuth(p+".upstreamAuth", a)
 	}
+	r.Discovery, r.disc = c.discovery(p, rs.Discovery, r.MimeType)
 	switch rs.Settle {
 	case "", SettleAfterResponse:
 	case SettleOnHeaders:

@@ -66,6 +66,10 @@ func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return // leave the zero value
 	}
+	if v.Type() == rawJSONType {
+		d.decodeJSON(n, v, path)
+		return
+	}
 	switch v.Kind() {
 	case reflect.Pointer:
 		nv := reflect.New(v.Type().Elem())

@@ -198,6 +198,9 @@ func (k *kubeSource) routes(offers []v1alpha1.ServiceOffer) []RouteSpec {
 		if !Served(o) {
 			continue
 		}
+		if _, err := offer.ValidateDiscovery(o.Spec.Discovery, o.Spec.Type); err != nil {
+			k.log.Warn("ServiceOffer served without its discovery block", "offer", o.Namespace+"/"+o.Name, "err", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
 		rs, err := CompileOffer(k.opts.Globals, k.opts.Registry, k.opts.Env, o)
 		if err != nil {
 			k.log.Warn("ServiceOffer not served", "offer", o.Namespace+"/"+o.Name, "err", err)
@@ -264,6 +267,13 @@ func OfferRoute(reg *evm.Registry, o *v1alpha1.ServiceOffer) (RouteSpec, error) 
 	}
 	a := pay.Asset
 	d := int(a.Decimals)
+	// Discovery problems never stop the offer from being charged: it is
+	// served with the defaults (and its public flag), and the kube source
+	// logs the problem.
+	disc, derr := offer.ValidateDiscovery(o.Spec.Discovery, o.Spec.Type)
+	if derr != nil {
+		disc, _ = offer.ValidateDiscovery(&v1alpha1.OfferDiscovery{Public: publicFlag(o)}, o.Spec.Type)
+	}
 	return RouteSpec{
 		Pattern:     pattern,
 		Price:       o.Spec.Payment.Price.PerRequest,
@@ -278,5 +288,13 @@ func OfferRoute(reg *evm.Registry, o *v1alpha1.ServiceOffer) (RouteSpec, error) 
 		OfferName:         o.Name,
 		MaxTimeoutSeconds: int(o.Spec.Payment.MaxTimeoutSeconds),
 		Settle:            string(o.EffectiveSettle()),
+		Discovery:         OfferDiscoverySpec(disc),
 	}, nil
+}
+
+func publicFlag(o *v1alpha1.ServiceOffer) *bool {
+	if o.Spec.Discovery == nil {
+		return nil
+	}
+	return o.Spec.Discovery.Public
 }

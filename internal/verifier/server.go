@@ -288,6 +288,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, r, http.StatusServiceUnavailable, errorBody{Error: "the payment gate has no valid pricing config yet; see its logs"})
 		return
 	}
+	if s.serveDiscovery(w, r, st) {
+		return
+	}
 	if st.cfg.Mode == ModeForwardAuth {
 		if r.URL.Path == PathVerify {
 			s.serveForwardAuth(w, r, st)

@@ -397,6 +397,9 @@ func PaymentRequired(version int, errMsg string, reqs []Requirement) (body []byt
 			res := reqs[0].Resource
 			pr.Resource = &res
 		}
+		if len(reqs) > 0 && len(reqs[0].Extensions) > 0 {
+			pr.Extensions = reqs[0].Extensions
+		}
 		for _, r := range reqs {
 			pr.Accepts = append(pr.Accepts, r.V2())
 		}

@@ -139,6 +139,10 @@ type Requirement struct {
 	Extra             Extra
 	Resource          ResourceInfo
 	OutputSchema      json.RawMessage
+	// Extensions are the v2 challenge's top-level extensions (bazaar)
+	// this requirement is offered with; PaymentRequired sends those of
+	// the first requirement. v1 has no extensions.
+	Extensions map[string]json.RawMessage
 
 	// echo keeps the JSON a v2 challenge carried for this requirement, so
 	// a v2 payment can echo `accepted`, `resource` and `extensions` exactly

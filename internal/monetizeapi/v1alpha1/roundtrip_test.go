@@ -167,7 +167,7 @@ func TestCRDContract(t *testing.T) {
 		columns    []string
 		statusPath string
 	}{
-		{so, "ServiceOffer", "so", []string{"Type", "Model", "Price", "Network", "Ready", "Age"}, ""},
+		{so, "ServiceOffer", "so", []string{"Type", "Model", "Price", "Network", "Ready", "URL", "Age"}, ""},
 		{pr, "PurchaseRequest", "pr", nil, ""},
 	} {
 		if c.crd.Spec.Group != v1alpha1.Group || c.crd.Spec.Names.Kind != c.kind {

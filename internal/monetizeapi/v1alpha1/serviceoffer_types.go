@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -191,6 +192,51 @@ type OfferPayment struct {
 	Price OfferPrice `json:"price"`
 }
 
+// HTTPMethod is the method buyers call an offer with.
+// +kubebuilder:validation:Enum=GET;HEAD;DELETE;POST;PUT;PATCH
+type HTTPMethod string
+
+// OfferDiscovery is how an offer presents itself to buyers and indexers:
+// its entry in the verifier's /openapi.json and /.well-known/x402, and the
+// x402 "bazaar" extension of its 402 answer (sent when a schema or an
+// example is declared).
+type OfferDiscovery struct {
+	// Public lists the offer in the verifier's discovery documents; false
+	// keeps it out of them (it still answers 402 to whoever calls it).
+	// Unset means true.
+	// +optional
+	Public *bool `json:"public,omitempty"`
+	// Method buyers call the offer with. Unset means GET (POST for an
+	// inference offer).
+	// +optional
+	Method HTTPMethod `json:"method,omitempty"`
+	// Category groups the offer in catalogs, e.g. "weather".
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][ -~]*$`
+	Category string `json:"category,omitempty"`
+	// InputSchema is a JSON Schema (draft 2020-12, no $ref) of the
+	// request: its query parameters for GET, HEAD and DELETE, its JSON
+	// body for the other methods.
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	InputSchema *apiextensionsv1.JSON `json:"inputSchema,omitempty"`
+	// OutputSchema is a JSON Schema (draft 2020-12, no $ref) of a
+	// successful answer.
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	OutputSchema *apiextensionsv1.JSON `json:"outputSchema,omitempty"`
+	// OutputExample is an example of a successful answer (any JSON value).
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	OutputExample *apiextensionsv1.JSON `json:"outputExample,omitempty"`
+}
+
 // ServiceOfferSpec is what a seller publishes.
 type ServiceOfferSpec struct {
 	// Type is http (default) or inference.
@@ -221,6 +267,10 @@ type ServiceOfferSpec struct {
 	// inference offers, after-response for the others.
 	// +optional
 	Settle SettleMode `json:"settle,omitempty"`
+	// Discovery describes the offer to buyers and indexers (x402scan,
+	// x402 bazaar); see docs/discovery.md.
+	// +optional
+	Discovery *OfferDiscovery `json:"discovery,omitempty"`
 }
 
 // ServiceOfferStatus is what the controller observed.
@@ -248,6 +298,7 @@ type ServiceOfferStatus struct {
 // +kubebuilder:printcolumn:name="Price",type=string,JSONPath=`.spec.payment.price.perRequest`
 // +kubebuilder:printcolumn:name="Network",type=string,JSONPath=`.spec.payment.network`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.endpoint`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ServiceOffer struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -293,6 +344,13 @@ func (o *ServiceOffer) EffectivePath() string {
 
 // DefaultPath is the path of an offer named name that sets none.
 func DefaultPath(name string) string { return "/services/" + name }
+
+// IsPublic reports whether the offer is listed in discovery documents
+// (spec.discovery.public unset or true).
+func (o *ServiceOffer) IsPublic() bool {
+	d := o.Spec.Discovery
+	return d == nil || d.Public == nil || *d.Public
+}
 
 // UpstreamNamespace is spec.upstream.namespace, or the offer's namespace.
 func (o *ServiceOffer) UpstreamNamespace() string {
