@@ -193,7 +193,7 @@ func TestSellLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "NAME TYPE MODEL PRICE NETWORK SETTLE READY AGE" ||
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "NAME TYPE MODEL PRICE NETWORK SETTLE READY AGE URL" ||
 		!strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "weather http <none> 0.001 eip155:84532 after-response True ") {
 		t.Errorf("list table:\n%s", out)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -51,7 +52,15 @@ the whole upstream answer and settles only if it is complete and below 400
 soon as the upstream's status line and headers arrive below 400, then streams
 the body (server-sent events, "stream": true chat completions). Inference
 offers default to on-headers, the others to after-response; the mode chosen
-is written into spec.settle.`,
+is written into spec.settle.
+
+The discovery flags say how the offer is listed in the verifier's
+/openapi.json and /.well-known/x402 (and to indexers such as x402scan):
+--method and --category, and JSON Schemas of the request (--input-schema:
+query parameters for GET, the JSON body for POST) and of the answer
+(--output-schema, --output-example), each given as JSON or as @FILE. An offer
+with a schema or an example also sends the x402 "bazaar" extension in its
+402. --private keeps the offer out of the documents; it still answers 402.`,
 		Example: `  # sell a weather API at 0.001 USDC per request on Base Sepolia
   obol sell create weather --upstream weather-api:8080 --price 0.001 \
     --chain base-sepolia --pay-to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
@@ -65,6 +74,13 @@ is written into spec.settle.`,
   obol sell create events --upstream events-api:8080 --price 0.01 \
     --chain base-sepolia --pay-to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 \
     --settle on-headers
+
+  # listed for indexers: a GET with a city parameter, answering JSON
+  obol sell create weather --upstream weather-api:8080 --price 0.001 \
+    --chain base-sepolia --pay-to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 \
+    --category weather \
+    --input-schema '{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}' \
+    --output-example @today.json
 
   # print the manifest instead of creating it
   obol sell create weather --upstream weather-api:8080 --price 0.001 \
@@ -94,6 +110,12 @@ is written into spec.settle.`,
 	fl.StringVar(&opts.Runtime, "runtime", "", "model runtime, e.g. ollama or vllm")
 	fl.StringVar(&opts.Settle, "settle", "", "when the verifier settles a paid request: after-response or on-headers (default: on-headers for --type inference, after-response otherwise)")
 	fl.Int32Var(&opts.MaxTimeout, "max-timeout", 0, "seconds a signed payment stays valid (default: the verifier's)")
+	fl.StringVar(&opts.Method, "method", "", "HTTP method buyers call the offer with, for discovery: GET, HEAD, DELETE, POST, PUT or PATCH (default GET; POST for --type inference)")
+	fl.StringVar(&opts.Category, "category", "", "catalog category for discovery, e.g. weather")
+	fl.StringVar(&opts.InputSchema, "input-schema", "", "JSON Schema of the request (query parameters for GET, JSON body for POST), as JSON or @FILE")
+	fl.StringVar(&opts.OutputSchema, "output-schema", "", "JSON Schema of a successful answer, as JSON or @FILE")
+	fl.StringVar(&opts.OutputExample, "output-example", "", "example of a successful answer, as JSON or @FILE")
+	fl.BoolVar(&opts.Private, "private", false, "keep the offer out of the discovery documents (it still answers 402)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the ServiceOffer manifest (-o yaml or json) and create nothing")
 	fl.BoolVar(&opts.Wait, "wait", false, "wait until the controller reports the offer Ready")
 	fl.DurationVar(&opts.Timeout, "timeout", 2*time.Minute, "how long --wait waits")
@@ -108,7 +130,25 @@ func BuildOffer(opts *CreateOptions, ns string) (*v1alpha1.ServiceOffer, error) 
 	if reg == nil {
 		reg = evm.NewRegistry()
 	}
-	o, err := offer.Build(reg, opts.Request, ns)
+	req := opts.Request
+	var fileErrs []error
+	for _, f := range []struct {
+		flag string
+		v    *string
+	}{{"--input-schema", &req.InputSchema}, {"--output-schema", &req.OutputSchema}, {"--output-example", &req.OutputExample}} {
+		if name, ok := strings.CutPrefix(*f.v, "@"); ok {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				fileErrs = append(fileErrs, fmt.Errorf("%s: %w", f.flag, err))
+				continue
+			}
+			*f.v = string(b)
+		}
+	}
+	if len(fileErrs) > 0 {
+		return nil, errors.Join(fileErrs...)
+	}
+	o, err := offer.Build(reg, req, ns)
 	var oe *offer.Error
 	if !errors.As(err, &oe) {
 		return o, err
@@ -138,6 +178,13 @@ var flagOf = map[offer.Field]string{
 	offer.FieldPricePerHour:    "--price",
 	offer.FieldMaxTimeout:      "--max-timeout",
 	offer.FieldSettle:          "--settle",
+
+	offer.FieldDiscovery:              "--input-schema/--output-schema/--output-example",
+	offer.FieldDiscoveryMethod:        "--method",
+	offer.FieldDiscoveryCategory:      "--category",
+	offer.FieldDiscoveryInputSchema:   "--input-schema",
+	offer.FieldDiscoveryOutputSchema:  "--output-schema",
+	offer.FieldDiscoveryOutputExample: "--output-example",
 }
 
 func createRun(ctx context.Context, opts *CreateOptions) error {

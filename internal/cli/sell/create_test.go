@@ -1,6 +1,7 @@
 package sell
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -129,6 +130,56 @@ func TestBuildOfferSettleMode(t *testing.T) {
 		}
 		if o.Spec.Settle != tc.want {
 			t.Errorf("type %s --settle %q: spec.settle = %q, want %q", tc.typ, tc.settle, o.Spec.Settle, tc.want)
+		}
+	}
+}
+
+func TestCreateDiscoveryFlags(t *testing.T) {
+	f, _ := cmdutil.NewTestFactory()
+	var got *CreateOptions
+	cmd := NewCmdCreate(f, func(o *CreateOptions) error { got = o; return nil })
+	dir := t.TempDir()
+	example := dir + "/today.json"
+	if err := os.WriteFile(example, []byte(`{"temp": 21.5}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd.SetArgs([]string{"weather", "--upstream", "weather-api:8080", "--price", "0.001", "--chain", "base-sepolia",
+		"--pay-to", payTo, "--method", "get", "--category", "weather", "--private",
+		"--input-schema", `{"type":"object","properties":{"city":{"type":"string"}}}`,
+		"--output-schema", `{"type":"object","required":["temp"]}`, "--output-example", "@" + example})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Method != "get" || got.Category != "weather" || !got.Private || got.OutputExample != "@"+example {
+		t.Fatalf("options = %+v", got.Request)
+	}
+	o, err := BuildOffer(got, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := o.Spec.Discovery
+	if d == nil || d.Public == nil || *d.Public || d.Method != "get" || d.Category != "weather" ||
+		string(d.OutputExample.Raw) != `{"temp":21.5}` || string(d.InputSchema.Raw) != `{"type":"object","properties":{"city":{"type":"string"}}}` {
+		t.Errorf("discovery = %+v", d)
+	}
+	if o.IsPublic() {
+		t.Error("--private offer is public")
+	}
+
+	// Problems name the flag.
+	for _, c := range []struct {
+		mutate func(*CreateOptions)
+		want   string
+	}{
+		{func(o *CreateOptions) { o.Method = "TRACE" }, "--method"},
+		{func(o *CreateOptions) { o.InputSchema = `{"$ref":"#/x"}` }, "--input-schema"},
+		{func(o *CreateOptions) { o.OutputExample = `{"t":1}` }, "--output-example: does not match outputSchema"},
+		{func(o *CreateOptions) { o.OutputSchema = "@" + dir + "/missing.json" }, "--output-schema"},
+	} {
+		opts := *got
+		c.mutate(&opts)
+		if _, err := BuildOffer(&opts, "demo"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an error naming %q, got %v", c.want, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -96,7 +97,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		if opts.Now != nil {
 			now = opts.Now
 		}
-		header := []string{"NAME", "TYPE", "MODEL", "PRICE", "NETWORK", "SETTLE", "READY", "AGE"}
+		header := []string{"NAME", "TYPE", "MODEL", "PRICE", "NETWORK", "SETTLE", "READY", "AGE", "URL"}
 		if opts.AllNamespaces {
 			header = append([]string{"NAMESPACE"}, header...)
 		}
@@ -106,6 +107,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 			// SETTLE after NETWORK: the mode in effect (spec.settle or
 			// the type's default).
 			row = append(row[:5], append([]string{string(o.EffectiveSettle())}, row[5:]...)...)
+			row = append(row, dash(PublicURL(&o)))
 			if opts.AllNamespaces {
 				row = append([]string{o.Namespace}, row...)
 			}
@@ -131,6 +133,16 @@ func PrinterColumns(o *v1alpha1.ServiceOffer, now time.Time) []string {
 		age = duration.HumanDuration(now.Sub(o.CreationTimestamp.Time))
 	}
 	return []string{o.Name, string(o.Spec.Type), dash(model), dash(o.Spec.Payment.Price.PerRequest), o.Spec.Payment.Network, dash(ready), age}
+}
+
+// PublicURL is the URL buyers call, when the controller knows the stack's
+// public origin (status.endpoint is then absolute), else "".
+func PublicURL(o *v1alpha1.ServiceOffer) string {
+	e := o.Status.Endpoint
+	if strings.HasPrefix(e, "https://") || strings.HasPrefix(e, "http://") {
+		return e
+	}
+	return ""
 }
 
 func dash(s string) string {
