@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	obolkube "github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 	"github.com/obolstack/obol/internal/testenv"
+	testwait "github.com/obolstack/obol/internal/testenv/wait" // "wait" is this package's timeout constant
 )
 
 const (
@@ -186,18 +188,12 @@ func newOffer(ns, name string) *v1alpha1.ServiceOffer {
 // eventually polls check until it returns "" or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, check func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		last = check()
-		if last == "" {
-			return
+	testwait.For(t, timeout, what, func() error {
+		if last := check(); last != "" {
+			return errors.New(last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s: %s", timeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func getOffer(t *testing.T, ns, name string) *v1alpha1.ServiceOffer {

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/obolstack/obol/internal/testenv/wait"
 )
 
 var serviceOffers = schema.GroupVersionResource{Group: "obol.org", Version: "v1alpha1", Resource: "serviceoffers"}
@@ -73,17 +76,13 @@ func checkFrontendPauseOnly(t *testing.T, ns string) {
 
 	// The API server loads a new policy asynchronously: wait until a dry
 	// run of a forbidden change is denied by it before asserting anything.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.For(t, 30*time.Second, "the front-end policy to deny a price change", func() error {
 		err := patch(priceChange, metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil && strings.Contains(err.Error(), "spec is not its to change") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the front-end policy never took effect; last answer to a price change: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("a dry-run price change got %v", err)
+	})
 
 	paused := func() string {
 		o, err := admin.Resource(serviceOffers).Namespace(ns).Get(ctx(t), "weather", metav1.GetOptions{})

@@ -19,6 +19,8 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"sigs.k8s.io/yaml"
+
+	"github.com/obolstack/obol/internal/testenv/wait"
 )
 
 // PromConfig describes what a test Prometheus scrapes and evaluates.
@@ -192,26 +194,33 @@ func (p *Prometheus) start(bin string, extra []string) error {
 		close(done)
 	}(p.cmd, p.done)
 
-	deadline := time.Now().Add(30 * time.Second)
 	hc := &http.Client{Timeout: 2 * time.Second}
-	for {
+	var exited bool
+	err = wait.Poll(30*time.Second, func() error {
 		select {
 		case <-p.done:
-			return fmt.Errorf("prometheus exited before it was ready (%v); its log:\n%s", p.werr, p.logs.String())
+			exited = true
+			return nil
 		default:
 		}
-		if resp, err := hc.Get(p.URL + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		resp, err := hc.Get(p.URL + "/-/ready")
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return fmt.Errorf("prometheus not ready at %s after 30s; its log:\n%s", p.URL, p.logs.String())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/-/ready answered %d", resp.StatusCode)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("prometheus exited before it was ready (%v); its log:\n%s", p.werr, p.logs.String())
+	case err != nil:
+		p.Stop()
+		return fmt.Errorf("prometheus not ready at %s after 30s (%v); its log:\n%s", p.URL, err, p.logs.String())
 	}
+	return nil
 }
 
 func freePort() (int, error) {
@@ -327,23 +336,23 @@ func (p *Prometheus) QueryRange(tb testing.TB, query string, start, end time.Tim
 // PollTimeout, reporting the last result.
 func (p *Prometheus) WaitFor(tb testing.TB, query string, cond func(float64) bool) float64 {
 	tb.Helper()
-	deadline := time.Now().Add(p.PollTimeout)
-	var last string
-	for {
+	var got float64
+	err := wait.Poll(p.PollTimeout, func() error {
 		vec, err := p.query(query)
 		switch {
 		case err != nil:
-			last = err.Error()
+			return err
 		case len(vec) == 1 && cond(float64(vec[0].Value)):
-			return float64(vec[0].Value)
+			got = float64(vec[0].Value)
+			return nil
 		default:
-			last = fmt.Sprintf("result %v", vec)
+			return fmt.Errorf("result %v", vec)
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("prometheus query %q: condition not met within %s; last: %s", query, p.PollTimeout, last)
-		}
-		time.Sleep(200 * time.Millisecond)
+	})
+	if err != nil {
+		tb.Fatalf("prometheus query %q: condition not met within %s; last: %v", query, p.PollTimeout, err)
 	}
+	return got
 }
 
 // WaitForValue polls until the query returns one sample equal to want.

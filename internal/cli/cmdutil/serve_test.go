@@ -2,12 +2,15 @@ package cmdutil
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/obolstack/obol/internal/testenv/wait"
 )
 
 // Asked to stop, Serve stops accepting at once, lets the running request
@@ -52,19 +55,14 @@ func TestServeDrainsRunningRequests(t *testing.T) {
 			<-started
 			cancel()
 			// New connections are refused once shutdown began.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			wait.For(t, 10*time.Second, "the listener to refuse new connections", func() error {
 				c, err := net.DialTimeout("tcp", addr, time.Second)
 				if err != nil {
-					break
+					return nil
 				}
 				c.Close()
-				if time.Now().After(deadline) {
-					t.Fatal("still accepting connections 10s after the stop")
-				}
-				// Shutdown runs concurrently; yield and check again.
-				time.Sleep(5 * time.Millisecond)
-			}
+				return errors.New("still accepting connections")
+			})
 			if tc.wantErr {
 				err := <-served
 				close(release)
