@@ -129,7 +129,6 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 	}{
 		{fmt.Sprintf("sum by (%s) (%s)", offerBy, mRequests), func(k OfferKey, v float64) { d.offer(k).Requests = v }},
 		{lifetimeExpr(mCharged, offerBy), func(k OfferKey, v float64) { d.offer(k).CallsLifetime = v }},
-		{deltaExpr(mCharged, offerBy, w), func(k OfferKey, v float64) { d.offer(k).CallsWindow = ptr(v) }},
 		{fmt.Sprintf("max by (%s) (%s)", offerBy, mLastSuccess), func(k OfferKey, v float64) { d.offer(k).LastSettlement = v }},
 	}
 	for _, st := range steps {
@@ -157,7 +156,18 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 	for _, s := range life {
 		d.offer(offerKey(s.Metric)).AtomicLifetime[string(s.Metric["asset"])] = float64(s.Value)
 	}
-	win, err := q.vector(ctx, deltaExpr(mChargedAtomic, offerBy+", asset", w))
+	// Window figures: the chart's increase() rules for 24h and 7d when
+	// loaded (what a dashboard on the rules shows), else the same
+	// expression as raw PromQL (30d has no rule).
+	rulesKnown := rulesErr == nil
+	calls, err := p.windowVector(ctx, q, d, rules, rulesKnown, windowRules[window].calls, increaseExpr(mCharged, offerBy, w), "charged calls")
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range calls {
+		d.offer(offerKey(s.Metric)).CallsWindow = ptr(float64(s.Value))
+	}
+	win, err := p.windowVector(ctx, q, d, rules, rulesKnown, windowRules[window].atomic, increaseExpr(mChargedAtomic, offerBy+", asset", w), "revenue")
 	if err != nil {
 		return nil, err
 	}
@@ -190,9 +200,50 @@ func (p *PrometheusSource) Fetch(ctx context.Context, window Window, now time.Ti
 			o.RateWindow = "1h"
 		}
 	}
-	d.Notes = append(d.Notes, "window figures are exact counter differences (now minus "+w+" ago), not increase() estimates; a verifier restart inside the window makes them a lower bound")
+	d.Notes = append(d.Notes, "the "+w+" charged calls and revenue are increase() over "+w+", like the chart's rules (Prometheus extrapolates to the window's edges, so they are estimates, rounded to whole atomic units); the trend and the buyer's window figures are exact counter differences")
 	d.Notes = append(d.Notes, q.warnings...)
 	return d, nil
+}
+
+// windowRules are the chart's rules for each window's charged calls and
+// revenue ("" = no rule for that window).
+var windowRules = map[Window]struct{ calls, atomic string }{
+	Window24h: {RuleRevenue24h, RuleAtomic24h},
+	Window7d:  {RuleRevenue7d, RuleAtomic7d},
+}
+
+// increaseExpr is the chart's windowed revenue rules as raw PromQL: the
+// increase() of counter m over d, summed by the labels in by.
+func increaseExpr(m, by, d string) string {
+	return fmt.Sprintf("sum by (%s) (increase(%s[%s]))", by, m, d)
+}
+
+// windowVector reads rule when Prometheus has it loaded, else raw (the
+// same expression) and notes the fallback. Without a rules API, a rule that
+// answers nothing while raw does counts as not loaded.
+func (p *PrometheusSource) windowVector(ctx context.Context, q *querier, d *Data, rules map[string]bool, rulesKnown bool, rule, raw, what string) (model.Vector, error) {
+	fallback := func(why string) (model.Vector, error) {
+		d.Notes = append(d.Notes, "window "+what+" computed as raw PromQL: "+why)
+		return q.vector(ctx, raw)
+	}
+	switch {
+	case rule == "":
+		return fallback("the chart has no recording rule for this window")
+	case rulesKnown && rules[rule]:
+		return q.vector(ctx, rule)
+	case rulesKnown:
+		return fallback("recording rule " + rule + " is not loaded")
+	}
+	vec, err := q.vector(ctx, rule)
+	if err != nil || len(vec) > 0 {
+		return vec, err
+	}
+	rawVec, err := q.vector(ctx, raw)
+	if err != nil || len(rawVec) == 0 {
+		return vec, err
+	}
+	d.Notes = append(d.Notes, "window "+what+" computed as raw PromQL: recording rule "+rule+" answers nothing")
+	return rawVec, nil
 }
 
 func (p *PrometheusSource) verifiedRate(ctx context.Context, q *querier, d *Data, rules map[string]bool, rulesKnown bool) error {

@@ -84,13 +84,16 @@ func newFakeProm(rules []string) *fakeProm {
 	f := &fakeProm{rules: rules, vectors: map[string]model.Vector{}, ranges: map[string]model.Matrix{}}
 	f.vectors[fmt.Sprintf("sum by (%s) (%s)", by, mRequests)] = model.Vector{sample(weatherLabels, 12)}
 	f.vectors[lifetimeExpr(mCharged, by)] = model.Vector{sample(weatherLabels, 7)}
-	f.vectors[deltaExpr(mCharged, by, "24h")] = model.Vector{sample(weatherLabels, 5)}
+	// The window figures: the chart's increase() rules, or the same
+	// expression raw; increase() extrapolates, so the values are not whole.
+	f.vectors[RuleRevenue24h] = model.Vector{sample(weatherLabels, 5.04)}
+	f.vectors[increaseExpr(mCharged, by, "24h")] = model.Vector{sample(weatherLabels, 5.04)}
 	f.vectors[fmt.Sprintf("max by (%s) (%s)", by, mLastSuccess)] = model.Vector{sample(weatherLabels, float64(testNow.Add(-90*time.Second).Unix()))}
 	f.vectors[lifetimeExpr(mChargedAtomic, by+", asset")] = model.Vector{sample(weatherLabels, 7000, "asset", usdcBaseSep)}
 	f.vectors[RuleAtomicLifetime] = model.Vector{sample(weatherLabels, 7000, "asset", usdcBaseSep)}
-	// increase()-style floats would not be integers; the exact delta is, but
-	// test the rounding anyway.
-	f.vectors[deltaExpr(mChargedAtomic, by+", asset", "24h")] = model.Vector{sample(weatherLabels, 4999.9999996, "asset", usdcBaseSep)}
+	// Rounded to whole atomic units.
+	f.vectors[RuleAtomic24h] = model.Vector{sample(weatherLabels, 4999.9999996, "asset", usdcBaseSep)}
+	f.vectors[increaseExpr(mChargedAtomic, by+", asset", "24h")] = model.Vector{sample(weatherLabels, 4999.9999996, "asset", usdcBaseSep)}
 	f.vectors[RuleSettlementRate1h] = model.Vector{sample(weatherLabels, 0.75)}
 	f.vectors[verifiedRateExpr] = model.Vector{sample(weatherLabels, 0.75)}
 	// Two buckets with calls: 2h and 0h before now.
@@ -139,9 +142,12 @@ func TestPrometheusWithRules(t *testing.T) {
 		t.Fatalf("source = %+v", s.Source)
 	}
 	for _, q := range f.seen {
-		if q == verifiedRateExpr {
-			t.Errorf("raw settlement-rate PromQL queried although the rule is loaded")
+		if q == verifiedRateExpr || strings.Contains(q, "[24h]") {
+			t.Errorf("raw PromQL %s queried although the rules are loaded", q)
 		}
+	}
+	if containsNote(s.Notes, "raw PromQL") {
+		t.Errorf("notes say raw PromQL although the rules are loaded: %q", s.Notes)
 	}
 	if len(s.Offers) != 1 {
 		t.Fatalf("offers = %+v", s.Offers)
@@ -176,11 +182,15 @@ func TestPrometheusFallbackSameNumbers(t *testing.T) {
 	if without.Source.RecordingRules != "missing" || !containsNote(without.Notes, "not loaded") {
 		t.Fatalf("fallback source = %+v notes %q", without.Source, without.Notes)
 	}
+	if !containsNote(without.Notes, "window revenue computed as raw PromQL: recording rule "+RuleAtomic24h+" is not loaded") ||
+		!containsNote(without.Notes, "window charged calls computed as raw PromQL: recording rule "+RuleRevenue24h+" is not loaded") {
+		t.Errorf("notes do not name the window fallback: %q", without.Notes)
+	}
 	var rawUsed bool
 	for _, q := range f.seen {
 		rawUsed = rawUsed || q == verifiedRateExpr
-		if q == RuleSettlementRate1h {
-			t.Errorf("rule queried although the rules API says it is not loaded")
+		if q == RuleSettlementRate1h || q == RuleRevenue24h || q == RuleAtomic24h {
+			t.Errorf("rule %s queried although the rules API says it is not loaded", q)
 		}
 	}
 	if !rawUsed {
@@ -220,5 +230,27 @@ func assertSameFigures(t *testing.T, a, b Snapshot) {
 		ja, _ := json.MarshalIndent(a, "", " ")
 		jb, _ := json.MarshalIndent(b, "", " ")
 		t.Errorf("figures differ:\nwith rules: %s\nfallback:   %s", ja, jb)
+	}
+}
+
+// 30d has no rule: the window figures are raw increase() and a note says so,
+// even with every rule loaded.
+func TestPrometheusWindowWithoutRule(t *testing.T) {
+	f := newFakeProm(contractRules)
+	f.vectors[increaseExpr(mCharged, offerBy, "30d")] = model.Vector{sample(weatherLabels, 6)}
+	f.vectors[increaseExpr(mChargedAtomic, offerBy+", asset", "30d")] = model.Vector{sample(weatherLabels, 6000, "asset", usdcBaseSep)}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	src, _ := NewPrometheusSource(srv.URL)
+	d, err := src.Fetch(context.Background(), Window30d, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Build(d, Window30d, testNow, evm.NewRegistry())
+	if o := s.Offers[0]; *o.ChargedCalls.Window != 6 || *o.Revenue[0].WindowAtomic != "6000" {
+		t.Errorf("30d = %+v %+v", o.ChargedCalls, o.Revenue[0])
+	}
+	if !containsNote(s.Notes, "window revenue computed as raw PromQL: the chart has no recording rule for this window") {
+		t.Errorf("notes: %q", s.Notes)
 	}
 }

@@ -63,7 +63,9 @@ chain for a window and over the counters' lifetime, settlement rate, last
 settlement and an hourly trend — and what the buyer proxy spent.
 
 Figures come from Prometheus (the chart's recording rules when loaded, raw
-PromQL otherwise; the view says which) or, with --metrics-url, straight from a
+PromQL otherwise; the view says which) — the 24h and 7d figures are the
+rules' increase() over the window, the numbers a Grafana panel on the rules
+shows — or, with --metrics-url, straight from a
 verifier's /metrics page (lifetime figures only: a scrape has no history).
 With neither flag, obol finds the monitoring stack's Prometheus in the
 current cluster and port-forwards to it.

@@ -3,6 +3,7 @@ package earnings
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 
 	"github.com/obolstack/obol/internal/earnings"
 	"github.com/obolstack/obol/internal/testenv"
@@ -92,11 +94,12 @@ func ruleFile(t *testing.T) string {
 	return p
 }
 
-func runJSON(t *testing.T, promURL string) earnings.Snapshot {
+// runJSON runs `obol earnings -o json` against promURL, evaluated at at.
+func runJSON(t *testing.T, promURL string, at time.Time) earnings.Snapshot {
 	t.Helper()
 	opts, out := testOpts(t)
 	opts.Prometheus = promURL
-	opts.Now = time.Now
+	opts.Now = func() time.Time { return at }
 	if err := earningsRun(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +109,69 @@ func runJSON(t *testing.T, promURL string) earnings.Snapshot {
 	}
 	t.Logf("obol earnings -o json:\n%s", out)
 	return s
+}
+
+// The raw PromQL of the chart's 24h revenue rules (what a dashboard shows
+// when the rules are not loaded), over the series sel selects.
+func rawCalls24h(sel string) string {
+	return "sum by (offer_namespace, offer_name, chain) (increase(" + verifier.MetricCharged + sel + "[24h]))"
+}
+
+func rawAtomic24h(sel string) string {
+	return "sum(increase(" + verifier.MetricChargedAtomicUnits + sel + "[24h]))"
+}
+
+// settledAt returns a time at which Prometheus's view is final: a sample of
+// series (a scraped metric or a rule) more than a second later has been
+// recorded, so every scrape and evaluation up to it has been, and queries
+// at it answer the same however often they run.
+func settledAt(t *testing.T, p *testenv.Prometheus, series string) time.Time {
+	t.Helper()
+	at := time.Now()
+	p.WaitFor(t, "max(timestamp("+series+"))", func(f float64) bool { return f > float64(at.UnixMilli())/1000+1 })
+	return at
+}
+
+// valueAt is the one sample of query evaluated at at.
+func valueAt(t *testing.T, p *testenv.Prometheus, query string, at time.Time) float64 {
+	t.Helper()
+	v, _, _, err := p.API.Query(context.Background(), query, at)
+	if err != nil {
+		t.Fatalf("query %s at %s: %v", query, at, err)
+	}
+	vec, ok := v.(model.Vector)
+	if !ok || len(vec) != 1 {
+		t.Fatalf("query %s at %s: %v, want one sample", query, at, v)
+	}
+	return float64(vec[0].Value)
+}
+
+// checkWindow asserts that the snapshot's only offer reports, as its 24h
+// charged calls and revenue, calls and atomic (the rule's or the raw
+// expression's values at the same evaluation time) rounded to whole units.
+func checkWindow(t *testing.T, name string, o earnings.OfferRow, calls, atomic float64) {
+	t.Helper()
+	if calls <= 0 || atomic <= 0 {
+		t.Fatalf("%s: the 24h expressions read %v calls, %v atomic units: nothing to compare", name, calls, atomic)
+	}
+	if o.ChargedCalls.Window == nil || *o.ChargedCalls.Window != int64(math.Round(calls)) {
+		t.Errorf("%s: 24h charged calls = %s, want %v (the 24h expression's %v)", name, show(o.ChargedCalls.Window), math.Round(calls), calls)
+	}
+	want := fmt.Sprint(int64(math.Round(atomic)))
+	if len(o.Revenue) != 1 || o.Revenue[0].WindowAtomic == nil || *o.Revenue[0].WindowAtomic != want {
+		got := "no revenue row"
+		if len(o.Revenue) > 0 {
+			got = show(o.Revenue[0].WindowAtomic)
+		}
+		t.Errorf("%s: 24h revenue = %s atomic units, want %s (the 24h expression's %v)", name, got, want, atomic)
+	}
+}
+
+func show[T any](p *T) string {
+	if p == nil {
+		return "null"
+	}
+	return fmt.Sprint(*p)
 }
 
 // TestRealPrometheus runs `obol earnings -o json` against a real Prometheus
@@ -131,17 +197,16 @@ func TestRealPrometheus(t *testing.T) {
 		if o.Namespace != "demo" || o.Name != "weather" || o.Chain != "eip155:84532" || o.ChainName != "base-sepolia" {
 			t.Errorf("%s: row = %+v", name, o)
 		}
-		// The counter was at 3 before the first scrape and Prometheus has no
-		// sample 24h ago: all 5 charged calls fall in the window (increase()
-		// would report about 2).
-		if o.ChargedCalls.Window == nil || *o.ChargedCalls.Window != 5 || o.ChargedCalls.Lifetime != 5 {
-			t.Errorf("%s: charged calls = %+v, want 5/5", name, o.ChargedCalls)
+		// Lifetime: all 5, also the 3 counted before the first scrape. The
+		// window figures are checked against the 24h expressions below.
+		if o.ChargedCalls.Lifetime != 5 {
+			t.Errorf("%s: charged calls = %+v, want 5 over the lifetime", name, o.ChargedCalls)
 		}
 		if len(o.Revenue) != 1 {
 			t.Fatalf("%s: revenue = %+v", name, o.Revenue)
 		}
 		r := o.Revenue[0]
-		if r.Symbol != "USDC" || r.Window == nil || *r.Window != "0.005" || r.Lifetime != "0.005" || *r.WindowAtomic != "5000" || r.LifetimeAtomic != "5000" {
+		if r.Symbol != "USDC" || r.Window == nil || r.Lifetime != "0.005" || r.LifetimeAtomic != "5000" {
 			t.Errorf("%s: revenue = %+v", name, r)
 		}
 		// increase() scales all three counters alike, so the ratio is 0.5 up
@@ -152,7 +217,7 @@ func TestRealPrometheus(t *testing.T) {
 		if o.LastSettlement == nil || o.LastSettlement.Unix != paidAt.Unix() || time.Since(time.Unix(o.LastSettlement.Unix, 0)) > time.Minute {
 			t.Errorf("%s: last settlement = %+v, want %d (within a minute)", name, o.LastSettlement, paidAt.Unix())
 		}
-		if len(s.Totals) != 1 || *s.Totals[0].ChargedCalls.Window != 5 || s.Totals[0].Revenue[0].Lifetime != "0.005" {
+		if len(s.Totals) != 1 || *s.Totals[0].ChargedCalls.Window != *o.ChargedCalls.Window || s.Totals[0].Revenue[0].Lifetime != "0.005" {
 			t.Errorf("%s: totals = %+v", name, s.Totals)
 		}
 		if o.Sparkline == nil || len(o.Sparkline.Points) != 24 || o.Sparkline.Points[23] != "0.005" {
@@ -162,26 +227,53 @@ func TestRealPrometheus(t *testing.T) {
 
 	// The rate needs the increments inside Prometheus's 1h window.
 	p.WaitFor(t, "sum(increase("+verifier.MetricPaymentFailed+"[1h]))", func(f float64) bool { return f > 0 })
-	raw := runJSON(t, p.URL)
+	at := settledAt(t, p, verifier.MetricCharged)
+	raw := runJSON(t, p.URL, at)
 	if raw.Source.RecordingRules != "missing" {
 		t.Errorf("without rules: recordingRules = %q, want missing", raw.Source.RecordingRules)
 	}
 	check("raw PromQL", raw)
+	// Without the rules, the 24h figures are the rules' expression run raw
+	// (and a note says so).
+	checkWindow(t, "raw PromQL", raw.Offers[0], valueAt(t, p, rawCalls24h(""), at), valueAt(t, p, rawAtomic24h(""), at))
+	if !strings.Contains(strings.Join(raw.Notes, "\n"), "window revenue computed as raw PromQL") {
+		t.Errorf("raw PromQL: notes do not say the window is raw PromQL: %q", raw.Notes)
+	}
 
 	p.Reload(t, testenv.PromConfig{Targets: []string{v.url}, RuleFiles: []string{ruleFile(t)}})
 	p.WaitFor(t, `x402:settlement_rate:1h_by_offer_chain`, func(f float64) bool { return f > 0 })
-	ruled := runJSON(t, p.URL)
+	p.WaitFor(t, `x402:revenue_atomic:24h_by_offer_chain_asset`, func(f float64) bool { return f > 0 })
+	at = settledAt(t, p, "x402:revenue_atomic:24h_by_offer_chain_asset")
+	ruled := runJSON(t, p.URL, at)
 	if ruled.Source.RecordingRules != "loaded" {
 		t.Errorf("with rules: recordingRules = %q (found %v), want loaded", ruled.Source.RecordingRules, ruled.Source.RulesFound)
 	}
 	check("recording rules", ruled)
+	// The 24h figures are what a dashboard on the rules shows at the same
+	// evaluation time.
+	checkWindow(t, "recording rules", ruled.Offers[0], valueAt(t, p, "x402:revenue:24h_by_offer_chain", at),
+		valueAt(t, p, "x402:revenue_atomic:24h_by_offer_chain_asset", at))
+	if strings.Contains(strings.Join(ruled.Notes, "\n"), "raw PromQL") {
+		t.Errorf("recording rules: notes say raw PromQL: %q", ruled.Notes)
+	}
 
-	// Same numbers either way.
+	// Same numbers either way, but for the 24h increase() estimates: the
+	// rules were evaluated at other instants than the raw query ran.
 	strip := func(s earnings.Snapshot) string {
 		s.Source, s.Notes, s.GeneratedAt = earnings.SourceInfo{}, nil, time.Time{}
 		for i := range s.Offers {
 			s.Offers[i].LastSettlement.Ago = ""
 			s.Offers[i].VerifiedRate = nil // compared above, with a tolerance
+			s.Offers[i].ChargedCalls.Window = nil
+			for j := range s.Offers[i].Revenue {
+				s.Offers[i].Revenue[j].Window, s.Offers[i].Revenue[j].WindowAtomic = nil, nil
+			}
+		}
+		for i := range s.Totals {
+			s.Totals[i].ChargedCalls.Window = nil
+			for j := range s.Totals[i].Revenue {
+				s.Totals[i].Revenue[j].Window, s.Totals[i].Revenue[j].WindowAtomic = nil, nil
+			}
 		}
 		b, _ := json.Marshal(s)
 		return string(b)
