@@ -65,11 +65,8 @@ Everything is discarded when the command stops.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Output = f.Global.Output
 			opts.Logger = f.Logger
-			if opts.ChainID <= 0 {
-				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --chain-id %d: want a positive integer", opts.ChainID)}
-			}
-			if opts.Buyers < 0 {
-				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --buyers %d: want 0 or more", opts.Buyers)}
+			if err := checkChainFlags(opts.ChainID, opts.Buyers); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(opts)
@@ -88,6 +85,18 @@ Everything is discarded when the command stops.`,
 	cmdutil.AliasFlag(fl, "token-version", "eip712-version", f.IO.ErrOut)
 	fl.IntVar(&opts.Buyers, "buyers", devchain.DefaultBuyers, "number of buyer accounts, each minted 1000 tokens")
 	return cmd
+}
+
+// checkChainFlags checks the chain flags `obol dev chain` and `obol dev
+// keys` share.
+func checkChainFlags(chainID int64, buyers int) error {
+	if chainID <= 0 {
+		return &cmdutil.FlagError{Err: fmt.Errorf("invalid --chain-id %d: want a positive integer", chainID)}
+	}
+	if buyers < 0 {
+		return &cmdutil.FlagError{Err: fmt.Errorf("invalid --buyers %d: want 0 or more", buyers)}
+	}
+	return nil
 }
 
 // AccountInfo is one account in the command's output. It never holds key

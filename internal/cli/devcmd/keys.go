@@ -63,11 +63,8 @@ real chain.`,
 			if opts.KeyDir == "" {
 				return &cmdutil.FlagError{Err: fmt.Errorf("--key-dir is required: the directory to write the key files to")}
 			}
-			if opts.ChainID <= 0 {
-				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --chain-id %d: want a positive integer", opts.ChainID)}
-			}
-			if opts.Buyers < 0 {
-				return &cmdutil.FlagError{Err: fmt.Errorf("invalid --buyers %d: want 0 or more", opts.Buyers)}
+			if err := checkChainFlags(opts.ChainID, opts.Buyers); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(opts)

@@ -17,8 +17,9 @@ import (
 	"github.com/obolstack/obol/internal/devstack"
 )
 
-// UpstreamOptions are the inputs of `obol dev upstream`.
-type UpstreamOptions struct {
+// ServeOptions are the inputs `obol dev upstream` and `obol dev forward`
+// share: where to listen, and when to stop.
+type ServeOptions struct {
 	IO     *cmdutil.IOStreams
 	Logger *slog.Logger
 	Listen string
@@ -28,9 +29,23 @@ type UpstreamOptions struct {
 	Ready func(addr string)
 }
 
+// listen opens --listen, saying which flag to change when it is taken.
+func (o *ServeOptions) listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (pass another --listen)", o.Listen, err)
+	}
+	return ln, nil
+}
+
+// UpstreamOptions are the inputs of `obol dev upstream`.
+type UpstreamOptions struct {
+	ServeOptions
+}
+
 // NewCmdUpstream builds `obol dev upstream`; runF replaces upstreamRun in tests.
 func NewCmdUpstream(f *cmdutil.Factory, runF func(*UpstreamOptions) error) *cobra.Command {
-	opts := &UpstreamOptions{IO: f.IO}
+	opts := &UpstreamOptions{ServeOptions{IO: f.IO}}
 	cmd := &cobra.Command{
 		Use:   "upstream",
 		Short: "Serve the demo API (GET /weather, /joke) that obol dev sells",
@@ -55,9 +70,9 @@ or a pricing file) to sell it.`,
 }
 
 func upstreamRun(opts *UpstreamOptions) error {
-	ln, err := net.Listen("tcp", opts.Listen)
+	ln, err := opts.listen()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (pass another --listen)", opts.Listen, err)
+		return err
 	}
 	hs := &http.Server{Handler: devstack.Upstream(), ReadHeaderTimeout: 10 * time.Second}
 	return serveUntilDone(opts.Context, opts.IO.ErrOut, "demo upstream", ln, opts.Ready,
@@ -67,19 +82,13 @@ func upstreamRun(opts *UpstreamOptions) error {
 
 // ForwardOptions are the inputs of `obol dev forward`.
 type ForwardOptions struct {
-	IO     *cmdutil.IOStreams
-	Logger *slog.Logger
-	Listen string
-	To     string
-	// Context ends forwarding; the command cancels it on Ctrl-C or SIGTERM.
-	Context context.Context
-	// Ready, if set, gets the bound address once it listens (tests).
-	Ready func(addr string)
+	ServeOptions
+	To string
 }
 
 // NewCmdForward builds `obol dev forward`; runF replaces forwardRun in tests.
 func NewCmdForward(f *cmdutil.Factory, runF func(*ForwardOptions) error) *cobra.Command {
-	opts := &ForwardOptions{IO: f.IO}
+	opts := &ForwardOptions{ServeOptions: ServeOptions{IO: f.IO}}
 	cmd := &cobra.Command{
 		Use:   "forward",
 		Short: "Forward a loopback TCP port to another address (devnet plumbing)",
@@ -112,9 +121,9 @@ development cluster needs no TLS. Never use it to carry real payments.`,
 }
 
 func forwardRun(opts *ForwardOptions) error {
-	ln, err := net.Listen("tcp", opts.Listen)
+	ln, err := opts.listen()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (pass another --listen)", opts.Listen, err)
+		return err
 	}
 	log := opts.Logger
 	if log == nil {

@@ -84,10 +84,10 @@ func start(t *testing.T, run func(ctx context.Context, ready func(string)) error
 func TestUpstreamAndForward(t *testing.T) {
 	ios, _, _, _ := cmdutil.Test()
 	up := start(t, func(ctx context.Context, ready func(string)) error {
-		return upstreamRun(&UpstreamOptions{IO: ios, Listen: "127.0.0.1:0", Context: ctx, Ready: ready})
+		return upstreamRun(&UpstreamOptions{ServeOptions{IO: ios, Listen: "127.0.0.1:0", Context: ctx, Ready: ready}})
 	})
 	fwd := start(t, func(ctx context.Context, ready func(string)) error {
-		return forwardRun(&ForwardOptions{IO: ios, Listen: "127.0.0.1:0", To: up, Context: ctx, Ready: ready})
+		return forwardRun(&ForwardOptions{ServeOptions: ServeOptions{IO: ios, Listen: "127.0.0.1:0", Context: ctx, Ready: ready}, To: up})
 	})
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
