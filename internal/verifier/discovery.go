@@ -427,13 +427,19 @@ func globExample(glob string) string {
 func paymentInfo(r *Route, req x402.Requirement) map[string]any {
 	return map[string]any{
 		"price": priceInfo(r),
-		"asset": map[string]any{"address": req.Asset, "symbol": r.Token.Symbol, "decimals": r.Token.Decimals},
+		"asset": assetInfo(r, req),
 		"protocols": []any{map[string]any{"x402": map[string]any{
 			"x402Version": x402.Version2,
 			"resource":    req.Resource,
 			"accepts":     []x402.PaymentRequirementsV2{req.V2()},
 		}}},
 	}
+}
+
+// assetInfo names the token the route charges in, so that a buyer can show
+// the price in whole tokens without knowing the token.
+func assetInfo(r *Route, req x402.Requirement) map[string]any {
+	return map[string]any{"address": req.Asset, "symbol": r.Token.Symbol, "decimals": r.Token.Decimals}
 }
 
 // priceInfo is the fixed price in whole tokens; catalogs price in USD, so
@@ -627,6 +633,7 @@ func (st *state) wellKnownDocument(origin string) map[string]any {
 			"accepts":  []x402.PaymentRequirementsV2{req.V2()},
 			"input":    map[string]any{"method": d.Method, "routeTemplate": e.key},
 			"price":    priceInfo(r),
+			"asset":    assetInfo(r, req),
 		}
 		if d.Category != "" {
 			item["category"] = d.Category

@@ -16,8 +16,11 @@ func NewCmdBuy(f *cmdutil.Factory) *cobra.Command {
 		Long: `Pay for APIs that answer HTTP 402 with an x402 challenge, using a key on
 this machine and a per-payment cap you set.`,
 		Example: `  # pay for one call, at most 0.01 USDC
-  obol buy pay https://api.example.com/weather --key-file buyer.key --max-amount 0.01`,
+  obol buy pay https://api.example.com/weather --key-file buyer.key --max-amount 0.01
+
+  # what does a seller sell, at what price?
+  obol buy discover https://api.example.com`,
 	}
-	cmd.AddCommand(NewCmdPay(f, nil), NewCmdCreate(f, nil), NewCmdRefill(f, nil), NewCmdList(f, nil), NewCmdStatus(f, nil), NewCmdDelete(f, nil))
+	cmd.AddCommand(NewCmdPay(f, nil), NewCmdCreate(f, nil), NewCmdRefill(f, nil), NewCmdList(f, nil), NewCmdStatus(f, nil), NewCmdDelete(f, nil), NewCmdDiscover(f, nil))
 	return cmd
 }
