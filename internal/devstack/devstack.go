@@ -37,6 +37,7 @@ const (
 	OfferName      = "demo"
 	PathWeather    = "/weather"
 	PathJoke       = "/joke"
+	PathIndex      = "/" // the demo API's free index, part of the demo offer
 )
 
 // Options configure Start. The zero value runs the demo on 127.0.0.1:8080.
@@ -213,10 +214,15 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}
 	spec := &verifier.Spec{
 		Source: "obol dev", PayTo: s.Seller.Address.Hex(), Chain: chain.CAIP2(), FacilitatorURL: s.FacilitatorURL,
-		Mode: verifier.ModeProxy, Upstream: s.UpstreamURL, OfferNamespace: OfferNamespace,
+		// The upstream serves the priced paths and the free index, so
+		// nothing else passes: exact patterns, no stripPrefix, and the
+		// index as an explicit free route (the verifier refuses a free
+		// path that could reach a priced one on the same upstream).
+		Mode: verifier.ModeProxy, Upstream: s.UpstreamURL, OfferNamespace: OfferNamespace, Unmatched: verifier.UnmatchedDeny,
 		Routes: []verifier.RouteSpec{
 			{Pattern: PathWeather, Price: opts.Price, OfferName: OfferName, Description: "Today's weather for ?city=", MimeType: "application/json"},
 			{Pattern: PathJoke, Price: opts.Price, OfferName: OfferName, Description: "A joke", MimeType: "application/json"},
+			{Pattern: PathIndex, Price: "0", OfferName: OfferName, Description: "What the demo API sells"},
 		},
 	}
 	cfg, err := verifier.Compile(spec, s.Registry, verifier.Environment{})

@@ -147,6 +147,20 @@ func TestDevStackLoop(t *testing.T) {
 	if r := *o.VerifiedRate; r < 5.0/11-1e-5 || r > 5.0/11+1e-5 {
 		t.Fatalf("settlement rate %v, want 5/11", r)
 	}
+
+	// Nothing else passes unpaid: other spellings of the paid paths and
+	// unknown paths are answered by the verifier (402, 400 or 404).
+	for _, p := range []string{"/WEATHER", "/weather;x", "/weather.", "/weather/", "/joke%2e", "/x/../joke", "/about", "/index.html"} {
+		res, err := http.Get(s.URL(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode == 200 || strings.Contains(string(body), "demo upstream") {
+			t.Errorf("unpaid GET %s: %d %s", p, res.StatusCode, body)
+		}
+	}
 }
 
 func TestStackFileOfAnotherLiveDevIsKept(t *testing.T) {

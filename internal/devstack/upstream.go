@@ -50,7 +50,7 @@ func newUpstream(now func() time.Time) http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{
 			"service":   "obol dev demo API",
-			"free":      []string{"/"},
+			"free":      []string{PathIndex},
 			"paid":      []string{PathWeather, PathJoke},
 			"timestamp": now().UTC().Format(time.RFC3339),
 		})

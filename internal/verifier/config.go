@@ -28,7 +28,7 @@ const (
 	ForwardAuthSettleFirst = "settle-first" // settle, then 200: the buyer is charged before the upstream runs
 
 	UnmatchedFree = "free" // unmatched paths pass (proxy: to the global upstream; ForwardAuth: 200)
-	UnmatchedDeny = "deny" // unmatched paths get 404
+	UnmatchedDeny = "deny" // unmatched paths get 404; the default in both modes
 )
 
 // Defaults of the pricing file.
@@ -407,6 +407,7 @@ func (c *compiler) compile() *Config {
 		cfg.Routes = append(cfg.Routes, r)
 	}
 	c.offersOnOneChain(cfg)
+	c.checkFreeReach(cfg)
 	if !g.haveChain && c.spec.Chain == "" {
 		// Record the first route's chain as "the" chain for display.
 		for _, r := range cfg.Routes {
@@ -522,7 +523,7 @@ func (c *compiler) globals(cfg *Config) globals {
 	}{
 		{"mode", s.Mode, ModeProxy, &cfg.Mode, []string{ModeProxy, ModeForwardAuth}, "%q is not a mode: use proxy or forwardAuth"},
 		{"forwardAuth", s.ForwardAuth, ForwardAuthSettleFirst, &cfg.ForwardAuth, []string{ForwardAuthVerifyOnly, ForwardAuthSettleFirst}, "%q: use verify-only or settle-first"},
-		{"unmatched", s.Unmatched, UnmatchedFree, &cfg.Unmatched, []string{UnmatchedFree, UnmatchedDeny}, "%q: use free (pass unmatched paths through) or deny (404)"},
+		{"unmatched", s.Unmatched, UnmatchedDeny, &cfg.Unmatched, []string{UnmatchedFree, UnmatchedDeny}, "%q: use free (pass unmatched paths through) or deny (404)"},
 	} {
 		*f.dst = oneOf(c, f.path, f.v, f.def, f.allowed, f.msg)
 	}

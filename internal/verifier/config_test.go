@@ -105,7 +105,7 @@ routes:
     asset: {address: 0x1111111111111111111111111111111111111111, decimals: 18, eip712Name: Custom, eip712Version: "1"}
     offerNamespace: other
 `)
-	if cfg.Mode != ModeProxy || cfg.ForwardAuth != ForwardAuthSettleFirst || cfg.Unmatched != UnmatchedFree || cfg.ChallengeVersion != 2 {
+	if cfg.Mode != ModeProxy || cfg.ForwardAuth != ForwardAuthSettleFirst || cfg.Unmatched != UnmatchedDeny || cfg.ChallengeVersion != 2 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	w := cfg.Routes[0]
@@ -293,22 +293,33 @@ func TestExamplePricingFileLoads(t *testing.T) {
 }
 
 // The shipped example must not give away what it sells: no unpaid request,
-// whatever its spelling, reaches the upstream that serves the priced routes.
+// whatever its spelling, reaches an upstream that serves the priced routes,
+// except the free /status, which reaches only /status.
 func TestExamplePricingFileGivesNothingAway(t *testing.T) {
 	raw, err := os.ReadFile("../../docs/examples/pricing.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := newUpstream(t)
+	up, weather := newUpstream(t), newUpstream(t)
 	doc := strings.ReplaceAll(string(raw), "http://127.0.0.1:9000", up.URL)
+	doc = strings.ReplaceAll(doc, "http://127.0.0.1:9001", weather.URL)
 	g := newGate(t, doc)
-	for _, p := range []string{"/today", "/weather/today", "/weather", "/joke", "/JOKE", "/joke;x", "/joke.", "/joke%20", "/Weather/today", "//weather/today", "/weather/../today", "/"} {
+	for _, p := range []string{"/today", "/weather/today", "/weather", "/joke", "/JOKE", "/joke;x", "/joke.", "/joke%20", "/Weather/today",
+		"//weather/today", "/weather/../today", "/", "/status/../joke", "/status/..;/joke", "/status/%2e%2e/joke", "/Status", "/status;x", "/status/x", "/v1/models/m/infer"} {
 		w := g.do(httptest.NewRequest(http.MethodGet, p, nil))
 		if w.Code == http.StatusOK {
 			t.Errorf("unpaid GET %s: 200 (upstream path %q)", p, w.Header().Get("X-Upstream-Path"))
 		}
 	}
-	if n := up.hits.Load(); n != 0 {
-		t.Fatalf("%d unpaid requests reached the upstream", n)
+	if n := up.hits.Load() + weather.hits.Load(); n != 0 {
+		t.Fatalf("%d unpaid requests reached an upstream", n)
+	}
+	for _, p := range []string{"/status", "/status/", "//status"} {
+		if w := g.do(httptest.NewRequest(http.MethodGet, p, nil)); w.Code != http.StatusOK || w.Header().Get("X-Upstream-Path") != "/status" && w.Header().Get("X-Upstream-Path") != "/status/" {
+			t.Errorf("free GET %s: %d, upstream path %q", p, w.Code, w.Header().Get("X-Upstream-Path"))
+		}
+	}
+	if weather.hits.Load() != 0 {
+		t.Fatal("the free route reached the weather upstream")
 	}
 }

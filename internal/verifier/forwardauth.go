@@ -32,6 +32,10 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, st *st
 		return
 	}
 	clean := cleanRequestPath(u.Path)
+	if why := suspiciousPath(clean); why != "" {
+		writeJSONError(w, r, http.StatusBadRequest, errorBody{Error: "the path has " + why + ": refused, since the upstream might read it as another path than the one priced"})
+		return
+	}
 	route := st.match(clean)
 	if route == nil {
 		if cfg.Unmatched == UnmatchedDeny {

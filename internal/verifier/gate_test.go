@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,10 @@ import (
 	"github.com/obolstack/obol/internal/x402"
 )
 
+// proxyDoc sells /weather/* and /joke on one upstream and lets /health
+// through free. The weather API lives under /w on the upstream, so its
+// stripPrefix cannot map a paid path onto /health or /joke (a config where
+// it could is refused at load).
 func proxyDoc(upstreamURL string) string {
 	return `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
@@ -27,6 +32,7 @@ routes:
     price: "0.001"
     description: Weather now
     mimeType: application/json
+    upstream: ` + upstreamURL + `/w
     stripPrefix: true
     upstreamAuth: {header: Authorization, valueFromEnv: UPSTREAM_TOKEN}
   - pattern: /health
@@ -167,7 +173,7 @@ func TestPaidProxyBothVersions(t *testing.T) {
 				t.Fatal("expose header missing on the paid answer")
 			}
 			last := up.lastRequest()
-			if last.URL.Path != "/today" || last.URL.RawQuery != "x=1" {
+			if last.URL.Path != "/w/today" || last.URL.RawQuery != "x=1" {
 				t.Fatalf("upstream got %s (stripPrefix)", last.URL)
 			}
 			if last.Header.Get("Authorization") != "s3cret" {
@@ -548,23 +554,60 @@ func TestConcurrentUseOfOneAuthorization(t *testing.T) {
 
 func TestUnmatchedPaths(t *testing.T) {
 	up := newUpstream(t)
+	// The default is deny: an unmatched path reaches no upstream.
 	g := newGate(t, proxyDoc(up.URL))
-	w := g.do(httptest.NewRequest(http.MethodGet, "/about", nil))
-	if w.Code != 200 || w.Header().Get("X-Upstream-Path") != "/about" {
-		t.Fatalf("free pass-through: %d", w.Code)
+	if w := g.do(httptest.NewRequest(http.MethodGet, "/about", nil)); w.Code != 404 || up.hits.Load() != 0 {
+		t.Fatalf("default unmatched: %d, upstream hits %d", w.Code, up.hits.Load())
 	}
 	if w := g.do(httptest.NewRequest(http.MethodGet, "/health", nil)); w.Code != 200 || counter(t, g, "requests", "health") != 1 {
 		t.Fatalf("free route: %d", w.Code)
 	}
-	// Path tricks do not dodge a price.
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.URL.Path = "/about/../joke"
-	if w := g.do(r); w.Code != 402 {
-		t.Fatalf("dot-dot path: %d", w.Code)
+
+	// unmatched: free passes through to a global upstream that serves
+	// nothing priced; the paid routes have an upstream of their own.
+	site := newUpstream(t)
+	paidHits := up.hits.Load()
+	doc := strings.Replace(proxyDoc(site.URL), "    offerName: jokes\n", "    offerName: jokes\n    upstream: "+up.URL+"\n", 1) + "unmatched: free\n"
+	doc = strings.Replace(doc, site.URL+"/w", up.URL+"/w", 1)
+	g = newGate(t, doc)
+	w := g.do(httptest.NewRequest(http.MethodGet, "/about", nil))
+	var err error
+	if w.Code != 200 || w.Header().Get("X-Upstream-Path") != "/about" || site.hits.Load() != 1 {
+		t.Fatalf("free pass-through: %d", w.Code)
 	}
-	g2 := newGate(t, proxyDoc(up.URL)+"unmatched: deny\n")
-	if w := g2.do(httptest.NewRequest(http.MethodGet, "/about", nil)); w.Code != 404 {
-		t.Fatalf("deny: %d", w.Code)
+	// Path tricks do not dodge a price.
+	for _, p := range []string{"/about/../joke", "//joke", "/./joke", "/about/%2e%2e/joke"} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if r.URL, err = url.ParseRequestURI(p); err != nil {
+			t.Fatal(err)
+		}
+		if w := g.do(r); w.Code != 402 {
+			t.Fatalf("%s: %d", p, w.Code)
+		}
+	}
+	// Spellings an upstream might resolve differently from the matcher
+	// (a backslash, a disguised dot segment, double encoding) are refused.
+	for _, p := range []string{"/about/..;/joke", "/about\\..\\joke", "/about/%252e%252e/joke", "/about/.../joke", "/joke%00.png"} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if r.URL, err = url.ParseRequestURI(p); err != nil {
+			t.Fatal(err)
+		}
+		if w := g.do(r); w.Code != 400 {
+			t.Fatalf("%s: %d, want 400", p, w.Code)
+		}
+	}
+	if site.hits.Load() != 1 {
+		t.Fatalf("a refused spelling reached the free upstream (%d hits)", site.hits.Load())
+	}
+	if n := up.hits.Load() - paidHits; n != 0 {
+		t.Fatalf("%d unpaid requests reached the priced upstream", n)
+	}
+
+	// The same free fallback on the upstream that serves the paid routes
+	// is refused at load.
+	_, err = ParseAndCompile("pricing.yaml", []byte(proxyDoc(up.URL)+"unmatched: free\n"), g.evm, Environment{Getenv: func(string) string { return "s3cret" }})
+	if err == nil || !strings.Contains(err.Error(), "unmatched: free forwards every path no route matches to "+up.URL+", which also serves the priced routes[0] (/weather/*), routes[2] (/joke)") {
+		t.Fatalf("unsafe fallback: %v", err)
 	}
 }
 
@@ -599,8 +642,14 @@ func TestForwardAuth(t *testing.T) {
 	if w := g.do(httptest.NewRequest(http.MethodGet, "/joke", nil)); w.Code != 404 {
 		t.Fatalf("proxy path in forwardAuth mode: %d", w.Code)
 	}
-	if w := g.do(faRequest("/free/thing")); w.Code != 200 {
-		t.Fatalf("unmatched: %d", w.Code)
+	if w := g.do(faRequest("/free/thing")); w.Code != 404 {
+		t.Fatalf("unmatched (deny by default): %d", w.Code)
+	}
+	if w := newGate(t, forwardAuthDoc("unmatched: free\n")).do(faRequest("/free/thing")); w.Code != 200 {
+		t.Fatalf("unmatched: free: %d", w.Code)
+	}
+	if w := g.do(faRequest("/joke;x/..;/joke")); w.Code != 400 {
+		t.Fatalf("disguised dot segment: %d", w.Code)
 	}
 	w := g.do(faRequest("/joke?q=1"))
 	c, err := x402.ParseChallenge(w.Header(), w.Body.Bytes())

@@ -112,8 +112,8 @@ func TestMetricsChainLabelAndReloadPruning(t *testing.T) {
 		t.Fatalf("kept offer lost its value: %v", got)
 	}
 	// A request for the removed offer does not bring its series back.
-	if w := g.do(httptest.NewRequest(http.MethodGet, "/joke", nil)); w.Code != 200 {
-		t.Fatalf("now unmatched /joke passes free: %d", w.Code)
+	if w := g.do(httptest.NewRequest(http.MethodGet, "/joke", nil)); w.Code != 404 {
+		t.Fatalf("now unmatched /joke is denied: %d", w.Code)
 	}
 	for _, s := range scrape(t, g.h)["obol_x402_verifier_requests_total"] {
 		if s.Metric[LabelOfferName] == "jokes" {

@@ -43,6 +43,10 @@ var (
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 	cfg := st.cfg
 	clean := cleanRequestPath(r.URL.Path)
+	if why := suspiciousPath(clean); why != "" {
+		writeJSONError(w, r, http.StatusBadRequest, errorBody{Error: "the path has " + why + ": refused, since the upstream might read it as another path than the one priced"})
+		return
+	}
 	route := st.match(clean)
 	if route == nil {
 		if cfg.Unmatched == UnmatchedDeny || cfg.Upstream == nil {
