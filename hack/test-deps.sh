@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs to run against real services:
-#   - Debian packages: prometheus (prometheus, promtool), etcd-server
+#   - Debian packages: prometheus (prometheus, promtool), etcd-server,
+#     chromium (the headless browser the verifier's paywall test loads)
 #   - a kube-apiserver built from the Go module proxy, cached under
 #     $HOME/.cache/obol/testbin/k8s-$K8S_VERSION and laid out for envtest
 #   - the token compiler's npm package (only when `make contracts` needs it)
@@ -22,6 +23,8 @@ apt_packages=()
 command -v prometheus >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 [ -x /usr/bin/etcd ] || apt_packages+=(etcd-server)
+# The verifier's browser paywall is tested in headless Chromium.
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
 # npm compiles the token contract for `make contracts-check`.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 if [ ${#apt_packages[@]} -gt 0 ]; then
@@ -31,7 +34,7 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
   # Debian may start the services on install; tests run their own on free ports.
   sudo_if_needed systemctl stop prometheus etcd >/dev/null 2>&1 || true
 else
-  log "Debian packages present (prometheus, promtool, etcd, npm)"
+  log "Debian packages present (prometheus, promtool, etcd, npm, chromium)"
 fi
 
 mkdir -p "$TESTBIN"

@@ -75,7 +75,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		if v == x402.Version1 {
 			msg = x402.HeaderXPayment + " header is required"
 		}
-		writeChallenge(w, r, http.StatusPaymentRequired, v, msg, req)
+		s.writeUnpaid(w, r, st, v, msg, route, req)
 		return nil
 	}
 	if err != nil {
