@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -122,8 +123,12 @@ func TestServerSideDryRunEveryObject(t *testing.T) {
 
 	// The same objects, rendered client-side, applied one by one as a
 	// server-side dry run: the render path must agree with the server too.
+	// The verifier uses the facilitator fallback list here (its header
+	// variables come from a Secret), the install above the default URL.
+	vals := fallbackValues()
+	vals["frontend"] = map[string]any{"serviceAccount": map[string]any{"namespace": ns}}
 	r, err := Render(RenderOptions{Namespace: ns, ReleaseName: "obol-dry", Version: goldenVersion, APIVersions: []string{MonitoringAPIVersion},
-		Values: map[string]any{"frontend": map[string]any{"serviceAccount": map[string]any{"namespace": ns}}}})
+		Values: vals})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +148,15 @@ func TestServerSideDryRunEveryObject(t *testing.T) {
 		}
 	}
 	t.Logf("server-side dry run: %d objects, %d rejected", len(objs), rejected)
+	var fallbackEnv bool
+	for _, u := range objs {
+		if u.GetKind() == "Deployment" && u.GetName() == "obol-dry-verifier" {
+			fallbackEnv = strings.Contains(fmt.Sprint(u.Object), "OBOL_FACILITATOR_0_HEADER_0")
+		}
+	}
+	if !fallbackEnv {
+		t.Error("the dry-run verifier Deployment lacks the facilitator fallback's header variable")
+	}
 }
 
 // A dry run into a namespace that does not exist yet says so instead of

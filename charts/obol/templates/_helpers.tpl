@@ -107,12 +107,34 @@ asset:
   eip712Version: "2"
 {{- else }}
 chain: {{ $v.chain | quote }}
+{{- if $v.facilitators }}
+{{- if $v.facilitatorHeaders }}
+{{- fail "verifier.facilitatorHeaders applies to verifier.facilitatorURL; with verifier.facilitators give each facilitator its own headers" -}}
+{{- end }}
+# Ordered fallback: verify goes to the first that answers; settle to the
+# one that verified. verifier.facilitatorURL is not used.
+facilitators:
+{{- range $i, $f := $v.facilitators }}
+  - url: {{ required (printf "verifier.facilitators[%d].url is required" $i) $f.url | quote }}
+    {{- with $f.name }}
+    name: {{ . | quote }}
+    {{- end }}
+    {{- with $f.headers }}
+    headers:
+    {{- range $j, $h := . }}
+      - header: {{ required (printf "verifier.facilitators[%d].headers[%d].header is required" $i $j) $h.header | quote }}
+        valueFromEnv: {{ printf "OBOL_FACILITATOR_%d_HEADER_%d" $i $j | quote }}
+    {{- end }}
+    {{- end }}
+{{- end }}
+{{- else }}
 facilitatorURL: {{ $v.facilitatorURL | quote }}
 {{- with $v.facilitatorHeaders }}
 facilitatorHeaders:
 {{- range $i, $h := . }}
   - header: {{ required "verifier.facilitatorHeaders[].header is required" $h.header | quote }}
     valueFromEnv: {{ printf "OBOL_FACILITATOR_HEADER_%d" $i | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
