@@ -135,8 +135,9 @@ func TestPurchaseRequestLifecycle(t *testing.T) {
 	}
 
 	// Refill stops at maxTotal (4): one more, not autoRefill.count (3).
-	ro := &buy.RefillOptions{IO: ios, Name: "weather", KeyFile: keyFile, Kube: obolkube.Options{Config: kube.Config, Namespace: ns},
-		NewClient: func() (client.Client, error) { return c, nil }, Registry: evm.NewRegistry(), Now: time.Now, ValidFor: time.Hour}
+	ro := &buy.RefillOptions{ClusterOptions: buy.ClusterOptions{IO: ios, Kube: obolkube.Options{Config: kube.Config, Namespace: ns},
+		NewClient: func() (client.Client, error) { return c, nil }, Now: time.Now},
+		Name: "weather", KeyFile: keyFile, Registry: evm.NewRegistry(), ValidFor: time.Hour}
 	if err := buy.RefillRun(ctx, ro); err != nil {
 		t.Fatalf("refill: %v", err)
 	}

@@ -1,11 +1,13 @@
 package buy
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,30 +19,56 @@ import (
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 )
 
-// Helpers shared by the PurchaseRequest verbs: create, refill, list,
-// status and delete.
-
-// kubeOptions reads the global cluster flags at run time (after parsing).
-func kubeOptions(f *cmdutil.Factory) kube.Options {
-	g := f.Global
-	return kube.Options{Kubeconfig: g.Kubeconfig, Context: g.Context, Namespace: g.Namespace}
+// ClusterOptions are the inputs the PurchaseRequest verbs (create, refill,
+// list, status, delete) share: where and how to print, and which cluster
+// and namespace to work in. Each verb's Options embeds it.
+type ClusterOptions struct {
+	IO        *cmdutil.IOStreams
+	Output    string
+	Kube      kube.Options
+	Now       func() time.Time
+	NewClient func() (client.Client, error) // nil: Kube's client
 }
 
-// newClient is newF's client, or k's when newF is nil.
-func newClient(newF func() (client.Client, error), k kube.Options) (client.Client, error) {
-	if newF != nil {
-		return newF()
+func newClusterOptions(f *cmdutil.Factory) ClusterOptions {
+	return ClusterOptions{IO: f.IO, Now: f.Now}
+}
+
+// readGlobals copies the global cluster and output flags; call it at run
+// time, after parsing.
+func (o *ClusterOptions) readGlobals(f *cmdutil.Factory) {
+	g := f.Global
+	o.Kube = kube.Options{Kubeconfig: g.Kubeconfig, Context: g.Context, Namespace: g.Namespace}
+	o.Output = g.Output
+}
+
+// runVerb ends the RunE of every PurchaseRequest verb: it reads the global
+// flags into shared (o's ClusterOptions), then hands o to runF (tests) or
+// to run, the verb's work.
+func runVerb[T any](cmd *cobra.Command, f *cmdutil.Factory, shared *ClusterOptions, o *T,
+	runF func(*T) error, run func(context.Context, *T) error) error {
+	shared.readGlobals(f)
+	if runF != nil {
+		return runF(o)
 	}
-	return k.Client()
+	return run(cmd.Context(), o)
+}
+
+// client is NewClient's client, or Kube's when NewClient is nil.
+func (o *ClusterOptions) client() (client.Client, error) {
+	if o.NewClient != nil {
+		return o.NewClient()
+	}
+	return o.Kube.Client()
 }
 
 // connect returns a client of the selected cluster and the namespace.
-func connect(newF func() (client.Client, error), k kube.Options) (client.Client, string, error) {
-	c, err := newClient(newF, k)
+func (o *ClusterOptions) connect() (client.Client, string, error) {
+	c, err := o.client()
 	if err != nil {
 		return nil, "", err
 	}
-	ns, err := k.ResolveNamespace()
+	ns, err := o.Kube.ResolveNamespace()
 	if err != nil {
 		return nil, "", err
 	}

@@ -8,24 +8,18 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/obolstack/obol/internal/buyer"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/evm"
-	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/purchase"
 )
 
 // CreateOptions are the inputs of `obol buy create`.
 type CreateOptions struct {
-	IO        *cmdutil.IOStreams
-	Output    string
-	Kube      kube.Options
-	Registry  *evm.Registry
-	Now       func() time.Time
-	NewClient func() (client.Client, error) // nil: Kube's client
+	ClusterOptions
+	Registry *evm.Registry
 
 	Name           string
 	Endpoint       string
@@ -48,7 +42,7 @@ type CreateOptions struct {
 
 // NewCmdCreate builds `obol buy create`.
 func NewCmdCreate(f *cmdutil.Factory, runF func(*CreateOptions) error) *cobra.Command {
-	o := &CreateOptions{IO: f.IO, Registry: evm.NewRegistry(), Now: f.Now}
+	o := &CreateOptions{ClusterOptions: newClusterOptions(f), Registry: evm.NewRegistry()}
 	cmd := &cobra.Command{
 		Use:   "create NAME --endpoint URL --count N --key-file F --max-amount PRICE",
 		Short: "Pre-authorize payments to a seller for in-cluster callers (a PurchaseRequest)",
@@ -73,8 +67,6 @@ refills included. --max-spend-per-day caps what the proxy spends in any rolling
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			o.Output = f.Global.Output
-			o.Kube = kubeOptions(f)
 			if o.Endpoint == "" {
 				return &cmdutil.FlagError{Err: errors.New("--endpoint is required: the seller's URL")}
 			}
@@ -84,10 +76,7 @@ refills included. --max-spend-per-day caps what the proxy spends in any rolling
 			if o.MaxAmount == "" {
 				return &cmdutil.FlagError{Err: errors.New("--max-amount is required: the most you pay per call, in token units (e.g. 0.01)")}
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return CreateRun(cmd.Context(), o)
+			return runVerb(cmd, f, &o.ClusterOptions, o, runF, CreateRun)
 		},
 	}
 	fl := cmd.Flags()
@@ -169,7 +158,7 @@ func CreateRun(ctx context.Context, o *CreateOptions) error {
 	if o.DryRun {
 		return printObject(o.IO, o.Output, pr)
 	}
-	c, err := newClient(o.NewClient, o.Kube)
+	c, err := o.client()
 	if err != nil {
 		return err
 	}

@@ -7,25 +7,21 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/obolstack/obol/internal/cli/cmdutil"
-	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 )
 
 // DeleteOptions are the inputs of `obol buy delete`.
 type DeleteOptions struct {
-	IO        *cmdutil.IOStreams
-	Kube      kube.Options
-	NewClient func() (client.Client, error) // nil: Kube's client
+	ClusterOptions
 
 	Name string
 }
 
 // NewCmdDelete builds `obol buy delete`.
 func NewCmdDelete(f *cmdutil.Factory, runF func(*DeleteOptions) error) *cobra.Command {
-	o := &DeleteOptions{IO: f.IO}
+	o := &DeleteOptions{ClusterOptions: newClusterOptions(f)}
 	return &cobra.Command{
 		Use:     "delete NAME",
 		Short:   "Delete a PurchaseRequest (the proxy stops paying from it)",
@@ -33,17 +29,13 @@ func NewCmdDelete(f *cmdutil.Factory, runF func(*DeleteOptions) error) *cobra.Co
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			o.Kube = kubeOptions(f)
-			if runF != nil {
-				return runF(o)
-			}
-			return deleteRun(cmd.Context(), o)
+			return runVerb(cmd, f, &o.ClusterOptions, o, runF, deleteRun)
 		},
 	}
 }
 
 func deleteRun(ctx context.Context, o *DeleteOptions) error {
-	c, ns, err := connect(o.NewClient, o.Kube)
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}

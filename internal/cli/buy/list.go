@@ -5,28 +5,22 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/obolstack/obol/internal/cli/cmdutil"
-	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 )
 
 // ListOptions are the inputs of `obol buy list`.
 type ListOptions struct {
-	IO        *cmdutil.IOStreams
-	Output    string
-	Kube      kube.Options
-	Now       func() time.Time
-	NewClient func() (client.Client, error) // nil: Kube's client
+	ClusterOptions
 }
 
 // NewCmdList builds `obol buy list`.
 func NewCmdList(f *cmdutil.Factory, runF func(*ListOptions) error) *cobra.Command {
-	o := &ListOptions{IO: f.IO, Now: f.Now}
+	o := &ListOptions{ClusterOptions: newClusterOptions(f)}
 	return &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -34,18 +28,13 @@ func NewCmdList(f *cmdutil.Factory, runF func(*ListOptions) error) *cobra.Comman
 		Example: "  obol buy list\n  obol buy list -n agents -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Kube = kubeOptions(f)
-			o.Output = f.Global.Output
-			if runF != nil {
-				return runF(o)
-			}
-			return listRun(cmd.Context(), o)
+			return runVerb(cmd, f, &o.ClusterOptions, o, runF, listRun)
 		},
 	}
 }
 
 func listRun(ctx context.Context, o *ListOptions) error {
-	c, ns, err := connect(o.NewClient, o.Kube)
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}

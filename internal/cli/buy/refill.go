@@ -13,18 +13,14 @@ import (
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/evm"
-	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 	"github.com/obolstack/obol/internal/purchase"
 )
 
 // RefillOptions are the inputs of `obol buy refill`.
 type RefillOptions struct {
-	IO        *cmdutil.IOStreams
-	Kube      kube.Options
-	Registry  *evm.Registry
-	Now       func() time.Time
-	NewClient func() (client.Client, error) // nil: Kube's client
+	ClusterOptions
+	Registry *evm.Registry
 
 	Name           string
 	KeyFile        string
@@ -39,7 +35,7 @@ type RefillOptions struct {
 
 // NewCmdRefill builds `obol buy refill`.
 func NewCmdRefill(f *cmdutil.Factory, runF func(*RefillOptions) error) *cobra.Command {
-	o := &RefillOptions{IO: f.IO, Registry: evm.NewRegistry(), Now: f.Now}
+	o := &RefillOptions{ClusterOptions: newClusterOptions(f), Registry: evm.NewRegistry()}
 	cmd := &cobra.Command{
 		Use:   "refill NAME --key-file F",
 		Short: "Sign more authorizations for a PurchaseRequest, within its caps",
@@ -53,11 +49,7 @@ seller changed its price (condition PricingMismatch) is not refilled.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			o.Kube = kubeOptions(f)
-			if runF != nil {
-				return runF(o)
-			}
-			return RefillRun(cmd.Context(), o)
+			return runVerb(cmd, f, &o.ClusterOptions, o, runF, RefillRun)
 		},
 	}
 	fl := cmd.Flags()
@@ -82,7 +74,7 @@ func RefillRun(ctx context.Context, o *RefillOptions) error {
 	if err != nil {
 		return err
 	}
-	c, ns, err := connect(o.NewClient, o.Kube)
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}

@@ -10,25 +10,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/obolstack/obol/internal/cli/cmdutil"
-	"github.com/obolstack/obol/internal/kube"
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 	"github.com/obolstack/obol/internal/purchase"
 )
 
 // StatusOptions are the inputs of `obol buy status`.
 type StatusOptions struct {
-	IO        *cmdutil.IOStreams
-	Output    string
-	Kube      kube.Options
-	Now       func() time.Time
-	NewClient func() (client.Client, error) // nil: Kube's client
+	ClusterOptions
 
 	Name string
 }
 
 // NewCmdStatus builds `obol buy status`.
 func NewCmdStatus(f *cmdutil.Factory, runF func(*StatusOptions) error) *cobra.Command {
-	o := &StatusOptions{IO: f.IO, Now: f.Now}
+	o := &StatusOptions{ClusterOptions: newClusterOptions(f)}
 	return &cobra.Command{
 		Use:     "status NAME",
 		Short:   "Show a PurchaseRequest's pool, spend, caps and conditions",
@@ -36,18 +31,13 @@ func NewCmdStatus(f *cmdutil.Factory, runF func(*StatusOptions) error) *cobra.Co
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			o.Kube = kubeOptions(f)
-			o.Output = f.Global.Output
-			if runF != nil {
-				return runF(o)
-			}
-			return statusRun(cmd.Context(), o)
+			return runVerb(cmd, f, &o.ClusterOptions, o, runF, statusRun)
 		},
 	}
 }
 
 func statusRun(ctx context.Context, o *StatusOptions) error {
-	c, ns, err := connect(o.NewClient, o.Kube)
+	c, ns, err := o.connect()
 	if err != nil {
 		return err
 	}
