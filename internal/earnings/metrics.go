@@ -122,6 +122,8 @@ func ParseMetrics(r io.Reader) (*Data, error) {
 	spendSum(mBuyerAttempts, func(s *SpendData, v float64) { s.Attempts += v })
 	spendSum(mBuyerSuccess, func(s *SpendData, v float64) { s.Success += v })
 	spendSum(mBuyerFailure, func(s *SpendData, v float64) { s.Failure += v })
+	spendSum(mBuyerUnsettled, func(s *SpendData, v float64) { s.Unsettled += v })
+	spendSum(mBuyerConfirmFailure, func(s *SpendData, v float64) { s.ConfirmFailure += v })
 	spendSum(mAuthRemaining, func(s *SpendData, v float64) { s.AuthRemaining += v })
 	spendSum(mAuthSpent, func(s *SpendData, v float64) { s.AuthSpent += v })
 	spendSum(mMappings, func(s *SpendData, v float64) { s.ActiveModelMappings += v })

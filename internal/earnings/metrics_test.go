@@ -39,6 +39,8 @@ func verifierRegistry() *prometheus.Registry {
 	cv(mBuyerAttempts, buyer).WithLabelValues(b...).Add(5)
 	cv(mBuyerSuccess, buyer).WithLabelValues(b...).Add(4)
 	cv(mBuyerFailure, buyer).WithLabelValues(b...).Add(1)
+	cv(mBuyerUnsettled, buyer).WithLabelValues(b...).Add(2)
+	cv(mBuyerConfirmFailure, buyer).WithLabelValues(b...).Add(1)
 	rem := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: mAuthRemaining, Help: "x"}, buyer)
 	reg.MustRegister(rem)
 	rem.WithLabelValues(b...).Set(96)
@@ -77,7 +79,8 @@ func TestMetricsSource(t *testing.T) {
 	if o.LastSettlement == nil || o.LastSettlement.Ago != "30s ago" || o.Sparkline != nil {
 		t.Errorf("last = %+v spark %+v", o.LastSettlement, o.Sparkline)
 	}
-	if len(s.Spend) != 1 || s.Spend[0].PaymentSuccess.Lifetime != 4 || s.Spend[0].PaymentSuccess.Window != nil || s.Spend[0].AuthRemaining != 96 {
+	if len(s.Spend) != 1 || s.Spend[0].PaymentSuccess.Lifetime != 4 || s.Spend[0].PaymentSuccess.Window != nil || s.Spend[0].AuthRemaining != 96 ||
+		s.Spend[0].PaymentUnsettled.Lifetime != 2 || s.Spend[0].ConfirmSpendFailure.Lifetime != 1 {
 		t.Errorf("spend = %+v", s.Spend)
 	}
 	if s.Totals[0].ChargedCalls.Window != nil || s.Totals[0].Revenue[0].Lifetime != "0.003" {

@@ -26,9 +26,12 @@ const (
 	mBuyerAttempts = "obol_x402_buyer_payment_attempts_total"
 	mBuyerSuccess  = "obol_x402_buyer_payment_success_total"
 	mBuyerFailure  = "obol_x402_buyer_payment_failure_total"
-	mAuthRemaining = "obol_x402_buyer_auth_remaining"
-	mAuthSpent     = "obol_x402_buyer_auth_spent"
-	mMappings      = "obol_x402_buyer_active_model_mappings"
+	// A paid answer without a settlement header; an outcome not journaled.
+	mBuyerUnsettled      = "obol_x402_buyer_payment_unsettled_confirmations_total"
+	mBuyerConfirmFailure = "obol_x402_buyer_confirm_spend_failure_total"
+	mAuthRemaining       = "obol_x402_buyer_auth_remaining"
+	mAuthSpent           = "obol_x402_buyer_auth_spent"
+	mMappings            = "obol_x402_buyer_active_model_mappings"
 )
 
 // Recording rules of the chart (charts/obol/files/prometheus-rules.yaml).
@@ -368,6 +371,8 @@ func (p *PrometheusSource) spend(ctx context.Context, q *querier, d *Data, w str
 		{mBuyerAttempts, func(s *SpendData) *float64 { return &s.Attempts }, func(s *SpendData) **float64 { return &s.AttemptsW }},
 		{mBuyerSuccess, func(s *SpendData) *float64 { return &s.Success }, func(s *SpendData) **float64 { return &s.SuccessW }},
 		{mBuyerFailure, func(s *SpendData) *float64 { return &s.Failure }, func(s *SpendData) **float64 { return &s.FailureW }},
+		{mBuyerUnsettled, func(s *SpendData) *float64 { return &s.Unsettled }, func(s *SpendData) **float64 { return &s.UnsettledW }},
+		{mBuyerConfirmFailure, func(s *SpendData) *float64 { return &s.ConfirmFailure }, func(s *SpendData) **float64 { return &s.ConfirmFailureW }},
 	}
 	for _, c := range counters {
 		vec, err := q.vector(ctx, fmt.Sprintf("sum by (%s) (%s)", by, c.m))

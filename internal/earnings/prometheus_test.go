@@ -117,6 +117,8 @@ func newFakeProm(rules []string) *fakeProm {
 		f.vectors[fmt.Sprintf("sum by (%s) (%s)", sb, m)] = model.Vector{sample(buyer, v)}
 	}
 	f.vectors[deltaExpr(mBuyerSuccess, sb, "24h")] = model.Vector{sample(buyer, 3)}
+	f.vectors[fmt.Sprintf("sum by (%s) (%s)", sb, mBuyerUnsettled)] = model.Vector{sample(buyer, 2)}
+	f.vectors[deltaExpr(mBuyerUnsettled, sb, "24h")] = model.Vector{sample(buyer, 1)}
 	return f
 }
 
@@ -169,7 +171,8 @@ func TestPrometheusWithRules(t *testing.T) {
 	if o.Sparkline == nil || len(o.Sparkline.Points) != 24 || o.Sparkline.Points[21] != "0.002" || o.Sparkline.Points[23] != "0.003" || o.Sparkline.Unit != "USDC" {
 		t.Errorf("sparkline = %+v", o.Sparkline)
 	}
-	if len(s.Spend) != 1 || s.Spend[0].PaymentSuccess.Lifetime != 8 || *s.Spend[0].PaymentSuccess.Window != 3 || *s.Spend[0].PaymentFailure.Window != 0 || s.Spend[0].AuthRemaining != 92 {
+	if len(s.Spend) != 1 || s.Spend[0].PaymentSuccess.Lifetime != 8 || *s.Spend[0].PaymentSuccess.Window != 3 || *s.Spend[0].PaymentFailure.Window != 0 || s.Spend[0].AuthRemaining != 92 ||
+		s.Spend[0].PaymentUnsettled.Lifetime != 2 || *s.Spend[0].PaymentUnsettled.Window != 1 || *s.Spend[0].ConfirmSpendFailure.Window != 0 {
 		t.Errorf("spend = %+v", s.Spend)
 	}
 }

@@ -190,6 +190,11 @@ type SpendRow struct {
 	PaymentAttempts Count  `json:"paymentAttempts"`
 	PaymentSuccess  Count  `json:"paymentSuccess"`
 	PaymentFailure  Count  `json:"paymentFailure"`
+	// PaymentUnsettled counts paid answers that came back without a
+	// settlement header (not in PaymentSuccess); ConfirmSpendFailure the
+	// outcomes the proxy could not journal.
+	PaymentUnsettled    Count `json:"paymentUnsettled"`
+	ConfirmSpendFailure Count `json:"confirmSpendFailure"`
 	// Gauges, current values.
 	AuthRemaining       int64 `json:"authRemaining"`
 	AuthSpent           int64 `json:"authSpent"`
@@ -244,6 +249,8 @@ type OfferData struct {
 type SpendData struct {
 	Requests, Attempts, Success, Failure          float64
 	RequestsW, AttemptsW, SuccessW, FailureW      *float64
+	Unsettled, ConfirmFailure                     float64
+	UnsettledW, ConfirmFailureW                   *float64
 	AuthRemaining, AuthSpent, ActiveModelMappings float64
 }
 
@@ -371,6 +378,8 @@ func Build(d *Data, window Window, now time.Time, reg *evm.Registry) Snapshot {
 			PaymentAttempts:     Count{Window: toIntPtr(sp.AttemptsW), Lifetime: toInt(sp.Attempts)},
 			PaymentSuccess:      Count{Window: toIntPtr(sp.SuccessW), Lifetime: toInt(sp.Success)},
 			PaymentFailure:      Count{Window: toIntPtr(sp.FailureW), Lifetime: toInt(sp.Failure)},
+			PaymentUnsettled:    Count{Window: toIntPtr(sp.UnsettledW), Lifetime: toInt(sp.Unsettled)},
+			ConfirmSpendFailure: Count{Window: toIntPtr(sp.ConfirmFailureW), Lifetime: toInt(sp.ConfirmFailure)},
 			AuthRemaining:       toInt(sp.AuthRemaining),
 			AuthSpent:           toInt(sp.AuthSpent),
 			ActiveModelMappings: toInt(sp.ActiveModelMappings),
