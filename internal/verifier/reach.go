@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"strings"
 )
 
@@ -175,6 +176,7 @@ func (c *compiler) checkFreeReach(cfg *Config) {
 	}
 	type reach struct {
 		path  string // routes[i]
+		i     int
 		route *Route
 		key   string
 	}
@@ -183,7 +185,7 @@ func (c *compiler) checkFreeReach(cfg *Config) {
 		if r.Upstream == nil || r.Amount == nil {
 			continue
 		}
-		x := reach{fmt.Sprintf("routes[%d]", i), r, upstreamKey(r.Upstream)}
+		x := reach{fmt.Sprintf("routes[%d]", i), i, r, upstreamKey(r.Upstream)}
 		if r.Free {
 			free = append(free, x)
 		} else {
@@ -207,7 +209,7 @@ func (c *compiler) checkFreeReach(cfg *Config) {
 	for _, f := range free {
 		fs := routeShape(f.route)
 		for _, p := range priced {
-			if p.key != f.key {
+			if p.key != f.key || f.i < p.i && carvesOut(f.route, p.route) {
 				continue
 			}
 			wf, wp, ok := overlap(fs, routeShape(p.route))
@@ -227,6 +229,51 @@ func (c *compiler) checkFreeReach(cfg *Config) {
 				f.route.Pattern, at, p.path, p.route.Pattern, how)
 		}
 	}
+}
+
+// carvesOut reports whether free route f, listed before priced route p,
+// only takes a part of what p would sell and sends it upstream exactly as
+// p would: p's pattern matches every path f's does, and both send a
+// request path to the same upstream path (same upstream URL, same prefix
+// stripped). Then what f serves is free by the operator's word, p never
+// serves those paths, and the other spellings p sells of them (/Health
+// beside a free /health) are content the operator made free.
+func carvesOut(f, p *Route) bool {
+	if f.Upstream.String() != p.Upstream.String() || effectiveStrip(f) != effectiveStrip(p) {
+		return false
+	}
+	return covers(p.Pattern, f.Pattern)
+}
+
+func effectiveStrip(r *Route) string {
+	if r.StripPrefix {
+		return r.Pattern.LiteralPrefix()
+	}
+	return "/"
+}
+
+// covers reports whether pattern p matches every path pattern q matches
+// (sound, not complete: a glob in q must be the same glob in p).
+func covers(p, q Pattern) bool {
+	switch {
+	case p.prefix && len(p.segments) > len(q.segments):
+		return false
+	case !p.prefix && (q.prefix || len(p.segments) != len(q.segments)):
+		return false
+	}
+	for i, ps := range p.segments {
+		qs := q.segments[i]
+		if ps == qs {
+			continue
+		}
+		if !strings.ContainsAny(ps, "*?[\\") || strings.ContainsAny(qs, "*?[\\") {
+			return false
+		}
+		if ok, _ := path.Match(ps, qs); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func orRoot(p string) string {

@@ -47,6 +47,11 @@ func TestFreePathsCannotReachPricedContent(t *testing.T) {
 		{"free on another port", "routes:\n  - {pattern: /weather/*, price: \"1\", stripPrefix: true}\n  - {pattern: /status, price: \"0\", upstream: \"http://127.0.0.1:9001\"}\n", ""},
 		{"exact free root beside exact priced paths", "routes:\n  - {pattern: /weather, price: \"1\"}\n  - {pattern: /joke, price: \"1\"}\n  - {pattern: /, price: \"0\"}\n", ""},
 		{"exact free root beside a stripped prefix", "routes:\n  - {pattern: /weather/*, price: \"1\", stripPrefix: true}\n  - {pattern: /, price: \"0\"}\n", "free route / can reach http://127.0.0.1:9000/"},
+		{"free carve-out before a priced catch-all", "routes:\n  - {pattern: /health, price: \"0\"}\n  - {pattern: /*, price: \"1\"}\n", ""},
+		{"free carve-out before a priced glob", "routes:\n  - {pattern: /v1/docs/*, price: \"0\"}\n  - {pattern: /v*/docs/*, price: \"1\"}\n", ""},
+		{"free route after the priced catch-all", "routes:\n  - {pattern: /*, price: \"1\"}\n  - {pattern: /health, price: \"0\"}\n", "free route /health can reach"},
+		{"carve-out stripped differently", "routes:\n  - {pattern: /api/health, price: \"0\"}\n  - {pattern: /api/*, price: \"1\", stripPrefix: true}\n", "free route /api/health can reach"},
+		{"carve-out on another base path", "routes:\n  - {pattern: /health, price: \"0\"}\n  - {pattern: /*, price: \"1\", upstream: \"http://127.0.0.1:9000/\"}\n", "free route /health can reach"},
 		{"disjoint prefixes", "routes:\n  - {pattern: /weather/*, price: \"1\"}\n  - {pattern: /public/*, price: \"0\"}\n", ""},
 	}
 	reg := evm.NewRegistry()
