@@ -85,6 +85,10 @@ bench: ## run every benchmark; the verifier's print their ratio to a bare revers
 	if [ -n "$$pkgs" ]; then $(GO) test -run '^$$' -bench . -benchmem $$pkgs; fi
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/verifier/ | $(GO) run ./internal/verifier/benchreport
 
+.PHONY: loadtest
+loadtest: ## loopback load test with wrk (installed when missing): upstream, bare proxy, the verifier's free route and 402 path, with req/s, p50/p99 and the target ratios
+	./hack/loadtest.sh
+
 .PHONY: generate
 generate: ## regenerate code (go generate: deepcopy, CRDs, contract bindings)
 	$(GO) generate ./...
