@@ -236,6 +236,24 @@ type Route struct {
 	// GET); disc holds what its 402 and the documents carry.
 	Discovery *offer.Discovery
 	disc      routeDiscovery
+	assetHex  string // Token.Address.Hex(), set by Compile
+	payToHex  string // PayTo.Hex(), set by Compile
+}
+
+// asset is the checksummed token address.
+func (r *Route) asset() string {
+	if r.assetHex != "" {
+		return r.assetHex
+	}
+	return r.Token.Address.Hex()
+}
+
+// payTo is the checksummed payee address.
+func (r *Route) payTo() string {
+	if r.payToHex != "" {
+		return r.payToHex
+	}
+	return r.PayTo.Hex()
 }
 
 // HasUpstreamAuth reports whether an auth header is added upstream (the
@@ -249,8 +267,8 @@ func (r *Route) Requirement(resource string) x402.Requirement {
 		Network:           r.Chain.CAIP2,
 		NetworkV1:         r.Chain.Name,
 		Amount:            r.amountStr,
-		Asset:             r.Token.Address.Hex(),
-		PayTo:             r.PayTo.Hex(),
+		Asset:             r.asset(),
+		PayTo:             r.payTo(),
 		MaxTimeoutSeconds: r.MaxTimeout,
 		Extra:             x402.Extra{Name: r.Token.EIP712Name, Version: r.Token.EIP712Version},
 		Resource:          x402.ResourceInfo{URL: resource, Description: r.Description, MimeType: r.MimeType},
@@ -678,6 +696,7 @@ func (c *compiler) route(p string, i int, rs *RouteSpec, cfg *Config, g globals,
 	default:
 		c.fail(p+".settle", "%q: use after-response (settle after the whole answer, the default) or on-headers (settle when the upstream's headers arrive, then stream)", rs.Settle)
 	}
+	r.assetHex, r.payToHex = r.Token.Address.Hex(), r.PayTo.Hex() // EIP-55 checksums hash: once, not per request
 	return r
 }
 
@@ -951,7 +970,7 @@ func (c *Config) offers() []servedOffer {
 			order = append(order, r.Offer)
 		}
 		if !r.Free {
-			a := r.Token.Address.Hex()
+			a := r.asset()
 			found := false
 			for _, x := range so.Assets {
 				found = found || x == a

@@ -476,7 +476,7 @@ func (st *state) openAPIDocument(origin string) map[string]any {
 			method = strings.ToLower(r.Discovery.Method)
 		}
 		paths[e.key] = map[string]any{method: op}
-		fp = append(fp, method+" "+e.key+" "+r.amountStr+" "+r.Chain.CAIP2+" "+r.PayTo.Hex()+" "+r.Token.Address.Hex())
+		fp = append(fp, method+" "+e.key+" "+r.amountStr+" "+r.Chain.CAIP2+" "+r.payTo()+" "+r.asset())
 	}
 	sum := sha256.Sum256([]byte(strings.Join(fp, "\n")))
 	return map[string]any{

@@ -386,7 +386,7 @@ func (m *Metrics) failed(r *Route, reason string) {
 func (m *Metrics) charged(r *Route, amount *big.Int, now time.Time) {
 	m.with(r, func(st *offerState) {
 		st.charged.Add(1)
-		if a := (*st.assets.Load())[r.Token.Address.Hex()]; a != nil {
+		if a := (*st.assets.Load())[r.asset()]; a != nil {
 			a.add(atomicFloat(amount))
 		}
 		st.lastPayment.Store(math.Float64bits(float64(now.UnixNano()) / 1e9))

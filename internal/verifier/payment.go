@@ -127,7 +127,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		return refuse(x402.ReasonValidBefore)
 	}
 	pm := &payment{s: s, st: st, route: route, p: p, req: req, amount: auth.Value, payer: auth.From.Hex(),
-		key: newAuthKey(route.Chain.CAIP2, route.Token.Address.Hex(), auth.From.Hex(), p.Exact.Authorization.Nonce), settleKey: newSettleKey()}
+		key: newAuthKey(route.Chain.CAIP2, route.asset(), auth.From.Hex(), p.Exact.Authorization.Nonce), settleKey: newSettleKey()}
 	pm.expires = expiry(auth.ValidBefore, now)
 	ok, used, full := s.guard.acquire(pm.key, now)
 	if used {
@@ -329,7 +329,7 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 	}
 	s.metrics.charged(route, pm.amount, s.now())
 	s.log.Info("payment settled", "offer", route.Offer.Namespace+"/"+route.Offer.Name, "chain", route.Chain.CAIP2,
-		"amount", pm.amount.String(), "asset", route.Token.Address.Hex(), "payer", pm.payer, "tx", sr.Transaction, "attempts", attempts)
+		"amount", pm.amount.String(), "asset", route.asset(), "payer", pm.payer, "tx", sr.Transaction, "attempts", attempts)
 	if encErr != nil {
 		hv = ""
 	}
