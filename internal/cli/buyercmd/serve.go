@@ -135,7 +135,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 			return fmt.Errorf("register process metrics: %w", err)
 		}
 	}
-	popts := proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registry: evm.Default(), Registerer: reg, Logger: log, StripHeaders: opts.StripHeaders}
+	popts := proxy.Options{ConfigDir: opts.ConfigDir, State: st, Registry: evm.NewRegistry(), Registerer: reg, Logger: log, StripHeaders: opts.StripHeaders}
 	var src *proxy.ConfigMapSource
 	if opts.ConfigMap != "" {
 		cfg, err := opts.Kube.RESTConfig()
