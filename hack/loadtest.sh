@@ -126,8 +126,15 @@ to_ms() {
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "load average before: $load_before; $ROUNDS rounds x ${#targets[@]} targets x $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s)"
+# time_wait counts sockets in TIME_WAIT to or from the upstream's port: a
+# proxy that reuses its upstream connections leaves about none per run.
+time_wait() {
+  ss -Htan state time-wait "( dport = :$up_port or sport = :$up_port )" | wc -l
+}
+
 for round in $(seq 1 "$ROUNDS"); do
   for t in "${targets[@]}"; do
+    tw0="$(time_wait)"
     out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${url[$t]}")"
     rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
     p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
@@ -135,14 +142,15 @@ for round in $(seq 1 "$ROUNDS"); do
     non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")"
     errors="$(awk '/Socket errors:/ {print $0}' <<<"$out")"
     total="$(awk '/requests in/ {print $1}' <<<"$out")"
+    tw=$(( $(time_wait) - tw0 ))
     if [ "$t" = 402 ]; then
       [ "${non2xx:-0}" = "$total" ] || { log "402 path: only ${non2xx:-0} of $total answers were not 2xx"; exit 1; }
     elif [ -n "$non2xx" ]; then
       log "$t: $non2xx of $total answers were not 2xx"; exit 1
     fi
     [ -z "$errors" ] || log "$t round $round: $errors"
-    printf '%s %s %s %s %s\n' "$t" "$round" "$rps" "$p50" "$p99" >>"$work/results"
-    log "round $round $t: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+    printf '%s %s %s %s %s %s\n' "$t" "$round" "$rps" "$p50" "$p99" "$tw" >>"$work/results"
+    log "round $round $t: $rps req/s, p50 $p50 ms, p99 $p99 ms, $tw new upstream sockets in TIME_WAIT"
   done
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -152,11 +160,11 @@ median() {
   awk -v t="$1" -v c="$2" '$1 == t {print $c}' "$work/results" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
 
-printf '\n%-10s %12s %10s %10s   (median of %s rounds, %s each, -c%s -t%s)\n' target req/s p50-ms p99-ms "$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS"
+printf '\n%-10s %12s %10s %10s %10s   (median of %s rounds, %s each, -c%s -t%s)\n' target req/s p50-ms p99-ms time-wait "$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS"
 declare -A rps
 for t in "${targets[@]}"; do
   rps[$t]="$(median "$t" 3)"
-  printf '%-10s %12.0f %10.2f %10.2f\n' "$t" "${rps[$t]}" "$(median "$t" 4)" "$(median "$t" 5)"
+  printf '%-10s %12.0f %10.2f %10.2f %10.0f\n' "$t" "${rps[$t]}" "$(median "$t" 4)" "$(median "$t" 5)" "$(median "$t" 6)"
 done
 missed=0
 ratio() {
