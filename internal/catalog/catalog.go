@@ -45,8 +45,10 @@ type Catalog struct {
 
 // Source is one discovery document and what came of reading it.
 type Source struct {
-	URL    string `json:"url"`
-	Found  bool   `json:"found"`
+	URL   string `json:"url"`
+	Found bool   `json:"found"`
+	// Offers counts the paid resources the document lists (also those
+	// another document listed first).
 	Offers int    `json:"offers"`
 	Error  string `json:"error,omitempty"`
 }
@@ -142,10 +144,9 @@ func Read(ctx context.Context, client *http.Client, reg *evm.Registry, origin st
 		offers, free := doc.offers(origin, reg)
 		c.Free = free
 		for _, o := range offers {
-			if add(o) {
-				src.Offers++
-			}
+			add(o)
 		}
+		src.Offers = len(offers)
 	}
 	c.Sources = append(c.Sources, src)
 
@@ -156,7 +157,9 @@ func Read(ctx context.Context, client *http.Client, reg *evm.Registry, origin st
 	} else {
 		src.Found = true
 		probes := 0
-		for _, o := range wk.offers(reg) {
+		listed := wk.offers(reg)
+		src.Offers = len(listed)
+		for _, o := range listed {
 			if len(o.Accepts) == 0 {
 				if seen["GET "+o.URL] || seen["POST "+o.URL] || probes >= maxProbes {
 					continue
@@ -169,9 +172,7 @@ func Read(ctx context.Context, client *http.Client, reg *evm.Registry, origin st
 					o = probed
 				}
 			}
-			if add(o) {
-				src.Offers++
-			}
+			add(o)
 		}
 	}
 	c.Sources = append(c.Sources, src)

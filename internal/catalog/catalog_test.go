@@ -67,7 +67,7 @@ func TestReadVerifierOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Offers) != 2 || c.Free != 1 || !c.Sources[0].Found || !c.Sources[1].Found || c.Sources[0].Offers != 2 || c.Sources[1].Offers != 0 {
+	if len(c.Offers) != 2 || c.Free != 1 || !c.Sources[0].Found || !c.Sources[1].Found || c.Sources[0].Offers != 2 || c.Sources[1].Offers != 2 {
 		t.Fatalf("catalog %+v", c)
 	}
 	want := map[string]string{ts.URL + "/summarize": "POST 0.25 USDC", ts.URL + "/weather": "GET 0.001 USDC"}

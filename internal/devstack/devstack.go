@@ -220,8 +220,10 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		// path that could reach a priced one on the same upstream).
 		Mode: verifier.ModeProxy, Upstream: s.UpstreamURL, OfferNamespace: OfferNamespace, Unmatched: verifier.UnmatchedDeny,
 		Routes: []verifier.RouteSpec{
-			{Pattern: PathWeather, Price: opts.Price, OfferName: OfferName, Description: "Today's weather for ?city=", MimeType: "application/json"},
-			{Pattern: PathJoke, Price: opts.Price, OfferName: OfferName, Description: "A joke", MimeType: "application/json"},
+			{Pattern: PathWeather, Price: opts.Price, OfferName: OfferName, Description: "Today's weather for ?city=", MimeType: "application/json",
+				Discovery: &verifier.DiscoverySpec{Category: "weather", InputSchema: demoWeatherInput, OutputSchema: demoWeatherOutput, OutputExample: demoWeatherExample}},
+			{Pattern: PathJoke, Price: opts.Price, OfferName: OfferName, Description: "A joke", MimeType: "application/json",
+				Discovery: &verifier.DiscoverySpec{Category: "fun", OutputExample: demoJokeExample}},
 			{Pattern: PathIndex, Price: "0", OfferName: OfferName, Description: "What the demo API sells"},
 		},
 	}

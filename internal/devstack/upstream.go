@@ -21,6 +21,15 @@ var demoJokes = []string{
 // cities the weather endpoint knows; any other name gets a made-up forecast.
 var demoConditions = []string{"sunny", "cloudy", "light rain", "windy", "foggy", "clear"}
 
+// The demo routes' discovery blocks: what /openapi.json and the 402's
+// bazaar extension say about the demo API.
+var (
+	demoWeatherInput   = json.RawMessage(`{"type":"object","properties":{"city":{"type":"string","description":"city name (default Lisbon)","example":"Paris"}}}`)
+	demoWeatherOutput  = json.RawMessage(`{"type":"object","properties":{"city":{"type":"string"},"date":{"type":"string","format":"date"},"conditions":{"type":"string"},"tempC":{"type":"integer"},"source":{"type":"string"}},"required":["city","date","conditions","tempC"]}`)
+	demoWeatherExample = json.RawMessage(`{"city":"Paris","date":"2026-01-02","conditions":"sunny","tempC":21,"source":"obol dev demo upstream"}`)
+	demoJokeExample    = json.RawMessage(`{"joke":"I would tell you a UDP joke, but you might not get it.","source":"obol dev demo upstream"}`)
+)
+
 // newUpstream is the demo API behind the verifier: a small JSON service
 // that knows nothing about payments.
 func newUpstream(now func() time.Time) http.Handler {

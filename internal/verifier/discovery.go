@@ -461,11 +461,22 @@ func priceInfo(r *Route) map[string]any {
 // (scheme://host as the buyer reaches the gate).
 func (st *state) openAPIDocument(origin string) map[string]any {
 	paths := map[string]any{}
+	entries := st.discoveryEntries()
+	perOffer := map[Offer]int{}
+	for _, e := range entries {
+		perOffer[e.route.Offer]++
+	}
 	ids := map[string]int{}
 	var fp []string
-	for _, e := range st.discoveryEntries() {
+	for _, e := range entries {
 		r := e.route
-		id := strings.ReplaceAll(r.Offer.Namespace+"_"+r.Offer.Name, "-", "_")
+		// operationId: the offer (namespace_name), and the path when the
+		// offer has several routes; unique in the document.
+		id := r.Offer.Namespace + "_" + r.Offer.Name
+		if perOffer[r.Offer] > 1 {
+			id += "_" + e.key
+		}
+		id = operationIDChars.Replace(strings.TrimRight(id, "/"))
 		ids[id]++
 		if n := ids[id]; n > 1 {
 			id = fmt.Sprintf("%s_%d", id, n)
@@ -502,6 +513,8 @@ func (st *state) openAPIDocument(origin string) map[string]any {
 		},
 	}
 }
+
+var operationIDChars = strings.NewReplacer("-", "_", "/", "_", "{", "", "}", "", ".", "_", "*", "_")
 
 // operation is one route's OpenAPI operation.
 func operation(r *Route, e docEntry, id, origin string) map[string]any {
