@@ -490,3 +490,29 @@ routes:
 		t.Errorf("/b example path %s, want /b/xz", p)
 	}
 }
+
+// A bad discovery block in a pricing file is reported with its field path
+// and line, like every other field.
+func TestDiscoveryErrorsNameFieldAndLine(t *testing.T) {
+	_, err := ParseAndCompile("pricing.yaml", []byte(`payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+chain: base-sepolia
+facilitatorURL: http://127.0.0.1:4021
+upstream: http://127.0.0.1:9
+routes:
+  - pattern: /a
+    price: "0.001"
+    discovery:
+      method: TRACE
+      inputSchema: {properties: {x: {$ref: "#/x"}}}
+      colour: red
+`), evm.NewRegistry(), Environment{})
+	for _, want := range []string{
+		"pricing.yaml:9:15: routes[0].discovery.method:",
+		"pricing.yaml:10:20: routes[0].discovery.inputSchema: $ref at /properties/x",
+		"pricing.yaml:11:7: routes[0].discovery.colour: unknown field",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
