@@ -26,8 +26,8 @@ var demoConditions = []string{"sunny", "cloudy", "light rain", "windy", "foggy",
 var (
 	demoWeatherInput   = json.RawMessage(`{"type":"object","properties":{"city":{"type":"string","description":"city name (default Lisbon)","example":"Paris"}}}`)
 	demoWeatherOutput  = json.RawMessage(`{"type":"object","properties":{"city":{"type":"string"},"date":{"type":"string","format":"date"},"conditions":{"type":"string"},"tempC":{"type":"integer"},"source":{"type":"string"}},"required":["city","date","conditions","tempC"]}`)
-	demoWeatherExample = json.RawMessage(`{"city":"Paris","date":"2026-01-02","conditions":"sunny","tempC":21,"source":"obol dev demo upstream"}`)
-	demoJokeExample    = json.RawMessage(`{"joke":"I would tell you a UDP joke, but you might not get it.","source":"obol dev demo upstream"}`)
+	demoWeatherExample = json.RawMessage(`{"city":"Paris","date":"2026-01-02","conditions":"sunny","tempC":21}`)
+	demoJokeExample    = json.RawMessage(`{"joke":"I would tell you a UDP joke, but you might not get it."}`)
 )
 
 // newUpstream is the demo API behind the verifier: a small JSON service

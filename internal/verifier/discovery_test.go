@@ -22,7 +22,13 @@ import (
 
 // discoveryDoc prices every kind of pattern, declares schemas on two
 // routes, keeps one route private and has a free route.
+// The free route has an upstream of its own: the gate refuses a free path
+// that could reach what a priced route sells.
 func discoveryDoc(upstreamURL string) string {
+	return discoveryDocFree(upstreamURL, "http://127.0.0.1:9")
+}
+
+func discoveryDocFree(upstreamURL, freeURL string) string {
 	return `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
 facilitatorURL: http://127.0.0.1:4021
@@ -63,6 +69,7 @@ routes:
     discovery: {public: false}
   - pattern: /health
     price: "0"
+    upstream: ` + freeURL + `
   - pattern: /*
     price: "0.0001"
     description: Everything else
@@ -128,7 +135,8 @@ func getJSON(t *testing.T, url string) map[string]any {
 // still answer 402; /.well-known/x402 lists the same paid resources.
 func TestDiscoveryCrawler(t *testing.T) {
 	up := newUpstream(t)
-	g := newGate(t, discoveryDoc(up.URL))
+	free := newUpstream(t)
+	g := newGate(t, discoveryDocFree(up.URL, free.URL))
 	ts := httptest.NewServer(g.h)
 	defer ts.Close()
 
@@ -263,8 +271,8 @@ func TestDiscoveryCrawler(t *testing.T) {
 			t.Errorf("%s: listed accepts %s, live %s", u, a, l)
 		}
 	}
-	if n := up.hits.Load(); n != 1 {
-		t.Errorf("upstream hits %d, want 1 (the free /health only)", n)
+	if n, m := up.hits.Load(), free.hits.Load(); n != 0 || m != 1 {
+		t.Errorf("upstream hits %d (paid) and %d (free), want 0 and 1: only the free /health is served unpaid", n, m)
 	}
 }
 
