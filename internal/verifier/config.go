@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -957,38 +958,24 @@ func (c *Config) Summary() []string {
 	return out
 }
 
-// offers returns the offers the config serves, sorted, with their chain and
-// the assets they charge in.
+// offers returns the offers the config serves, in the order of their
+// first route, with their chain and the assets they charge in.
 func (c *Config) offers() []servedOffer {
-	m := map[Offer]*servedOffer{}
-	var order []Offer
+	idx := make(map[Offer]int, len(c.Routes))
+	out := make([]servedOffer, 0, len(c.Routes))
 	for _, r := range c.Routes {
-		so, ok := m[r.Offer]
+		i, ok := idx[r.Offer]
 		if !ok {
-			so = &servedOffer{Offer: r.Offer, Chain: r.Chain.CAIP2}
-			m[r.Offer] = so
-			order = append(order, r.Offer)
+			i = len(out)
+			idx[r.Offer] = i
+			out = append(out, servedOffer{Offer: r.Offer, Chain: r.Chain.CAIP2})
 		}
 		if !r.Free {
-			a := r.asset()
-			found := false
-			for _, x := range so.Assets {
-				found = found || x == a
-			}
-			if !found {
+			so, a := &out[i], r.asset()
+			if !slices.Contains(so.Assets, a) {
 				so.Assets = append(so.Assets, a)
 			}
 		}
-	}
-	sort.Slice(order, func(i, j int) bool {
-		if order[i].Namespace != order[j].Namespace {
-			return order[i].Namespace < order[j].Namespace
-		}
-		return order[i].Name < order[j].Name
-	})
-	out := make([]servedOffer, 0, len(order))
-	for _, o := range order {
-		out = append(out, *m[o])
 	}
 	return out
 }
