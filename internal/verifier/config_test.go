@@ -31,6 +31,7 @@ upstream: http://127.0.0.1:9999
 `
 
 func TestConfigErrorsNameFileLineAndField(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, doc, want string
 	}{
@@ -73,6 +74,7 @@ func TestConfigErrorsNameFileLineAndField(t *testing.T) {
 }
 
 func TestConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
 	ce := compileErr(t, `payTo: nope
 chain: nope
 facilitatorURL: ftp://x
@@ -88,6 +90,7 @@ routes:
 }
 
 func TestCompileDefaultsAndInheritance(t *testing.T) {
+	t.Parallel()
 	reg := evm.NewRegistry()
 	cfg := compileYAML(t, reg, validHead+`offerNamespace: shop
 routes:
@@ -133,6 +136,7 @@ routes:
 }
 
 func TestCompileKeepsExplicitEnumValues(t *testing.T) {
+	t.Parallel()
 	cfg := compileYAML(t, evm.NewRegistry(), validHead+`mode: forwardAuth
 forwardAuth: verify-only
 unmatched: deny
@@ -146,6 +150,7 @@ routes:
 }
 
 func TestCompileDevChainAsset(t *testing.T) {
+	t.Parallel()
 	reg := evm.NewRegistry()
 	doc := `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: obol-dev
@@ -169,6 +174,7 @@ routes:
 }
 
 func TestUpstreamAuthFromFile(t *testing.T) {
+	t.Parallel()
 	spec, err := ParseSpec("p.yaml", []byte(validHead+`routes:
   - pattern: /a
     price: "1"
@@ -198,6 +204,7 @@ func TestUpstreamAuthFromFile(t *testing.T) {
 }
 
 func TestPatterns(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pattern string
 		yes     []string
@@ -247,6 +254,7 @@ func TestPatterns(t *testing.T) {
 }
 
 func TestParseAndCompileReportsDecodeAndValueProblemsTogether(t *testing.T) {
+	t.Parallel()
 	doc := `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
 facilitatorURL: http://facilitator.example.com
@@ -283,6 +291,7 @@ routes:
 }
 
 func TestExamplePricingFileLoads(t *testing.T) {
+	t.Parallel()
 	cfg, err := LoadFile("../../docs/examples/pricing.yaml", evm.NewRegistry(), Environment{})
 	if err != nil {
 		t.Fatalf("docs/examples/pricing.yaml must stay valid: %v", err)
@@ -296,6 +305,7 @@ func TestExamplePricingFileLoads(t *testing.T) {
 // whatever its spelling, reaches an upstream that serves the priced routes,
 // except the free /status, which reaches only /status.
 func TestExamplePricingFileGivesNothingAway(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../docs/examples/pricing.yaml")
 	if err != nil {
 		t.Fatal(err)

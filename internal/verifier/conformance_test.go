@@ -104,6 +104,7 @@ func exposes(h http.Header, name string) bool {
 }
 
 func TestConformance402HasTheSpecShape(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	srv := httptest.NewServer(g.h)
@@ -153,6 +154,7 @@ func TestConformance402HasTheSpecShape(t *testing.T) {
 // connection, the spec's encodings; the facilitator gets the spec's
 // request shape, the buyer the spec's settlement header.
 func TestConformancePaidRoundTripOverHTTP(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	srv := httptest.NewServer(g.h)
@@ -210,6 +212,7 @@ func TestConformancePaidRoundTripOverHTTP(t *testing.T) {
 }
 
 func TestConformanceSettleFailureHeader(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) {
@@ -245,6 +248,7 @@ func TestConformanceSettleFailureHeader(t *testing.T) {
 }
 
 func TestConformanceMalformedPaymentIs400(t *testing.T) {
+	t.Parallel()
 	g := newGate(t, proxyDoc(newUpstream(t).URL))
 	for _, v := range []string{"%%%not-base64", base64.StdEncoding.EncodeToString([]byte(`{"x402Version":2}`)), base64.StdEncoding.EncodeToString([]byte(`[1,2]`))} {
 		r := httptest.NewRequest(http.MethodGet, "/joke", nil)
@@ -259,6 +263,7 @@ func TestConformanceMalformedPaymentIs400(t *testing.T) {
 // the buyer's header still carries both, the network named as its version
 // names it.
 func TestConformanceSettleHeaderFillsNetworkAndPayer(t *testing.T) {
+	t.Parallel()
 	g := newGate(t, proxyDoc(newUpstream(t).URL))
 	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) {
 		return &x402.SettleResponse{Success: true, Transaction: "0x" + strings.Repeat("cd", 32)}, nil

@@ -134,6 +134,7 @@ func getJSON(t *testing.T, url string) map[string]any {
 // one is served without payment. Private routes are not advertised but
 // still answer 402; /.well-known/x402 lists the same paid resources.
 func TestDiscoveryCrawler(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	free := newUpstream(t)
 	g := newGate(t, discoveryDocFree(up.URL, free.URL))
@@ -302,6 +303,7 @@ func mustJSON(t *testing.T, v any) []byte {
 // The document is a valid OpenAPI 3.1 document for kin-openapi's loader
 // and validator, with and without routes.
 func TestOpenAPIDocumentIsValid31(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	for name, doc := range map[string]string{"routes": discoveryDoc(up.URL), "gate_test": proxyDoc(up.URL)} {
 		g := newGate(t, doc)
@@ -327,6 +329,7 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 // facilitator checks before cataloging), and a v1 challenge carries the
 // same input/output as outputSchema.
 func TestBazaarInfoMatchesItsSchema(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, discoveryDoc(up.URL))
 	for _, target := range []string{"/weather/today", "/summarize"} {
@@ -394,6 +397,7 @@ func TestBazaarInfoMatchesItsSchema(t *testing.T) {
 // A route removed from the pricing file leaves both documents at the next
 // reload, while the routes that stay remain.
 func TestDiscoveryFollowsFileReload(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pricing.yaml")
@@ -456,6 +460,7 @@ func (s *notifySink) ReportReloadFailure(err error) { s.srv.ReportReloadFailure(
 
 // Pattern forms map to OpenAPI paths whose example reaches the route.
 func TestDiscoveryPathsOfPatterns(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	doc := `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia

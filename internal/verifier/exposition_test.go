@@ -193,6 +193,7 @@ var (
 // before and after a reload that drops an offer, in the text format and in
 // the protobuf format a scraper may negotiate.
 func TestExpositionMatchesGolden(t *testing.T) {
+	t.Parallel()
 	golden := filepath.Join("testdata", "exposition.golden")
 	text := expositionScenario(t, "")
 	if *updateExposition {

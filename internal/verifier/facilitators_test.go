@@ -65,6 +65,7 @@ func deadURL(t *testing.T) string {
 // its auth header, which never appears in the logs; the metrics say who
 // answered.
 func TestFacilitatorFallbackAndAuth(t *testing.T) {
+	t.Parallel()
 	const secret = "Bearer fac-s3cret-token"
 	up := newUpstream(t)
 	backup := newHTTPFacilitator(t)
@@ -177,6 +178,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 // facilitatorHeaders (what the chart writes) go with facilitatorURL.
 func TestFacilitatorHeadersCompile(t *testing.T) {
+	t.Parallel()
 	spec, err := ParseSpec("pricing.yaml", []byte(`payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
 facilitatorURL: https://facilitator.example

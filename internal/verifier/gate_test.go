@@ -71,6 +71,7 @@ func failures(g *testGate, offer, reason string) float64 {
 }
 
 func TestUnpaidGets402InBothShapes(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 
@@ -132,6 +133,7 @@ func TestUnpaidGets402InBothShapes(t *testing.T) {
 }
 
 func TestPreflightAllowsPaymentHeaders(t *testing.T) {
+	t.Parallel()
 	g := newGate(t, proxyDoc(newUpstream(t).URL))
 	r := httptest.NewRequest(http.MethodOptions, "/weather/x", nil)
 	r.Header.Set("Origin", "https://app.example")
@@ -151,6 +153,7 @@ func TestPreflightAllowsPaymentHeaders(t *testing.T) {
 }
 
 func TestPaidProxyBothVersions(t *testing.T) {
+	t.Parallel()
 	for _, version := range []int{x402.Version1, x402.Version2} {
 		t.Run(map[int]string{1: "v1", 2: "v2"}[version], func(t *testing.T) {
 			up := newUpstream(t)
@@ -201,6 +204,7 @@ func TestPaidProxyBothVersions(t *testing.T) {
 }
 
 func TestUpstreamErrorIsNotCharged(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	up.status.Store(500)
 	g := newGate(t, proxyDoc(up.URL))
@@ -229,6 +233,7 @@ func TestUpstreamErrorIsNotCharged(t *testing.T) {
 }
 
 func TestUpstreamUnreachableAndTooLarge(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL)+"maxResponseBytes: 8\n")
 	name, value := newBuyer(t).pay(t, g.evm, 2, challenge(t, g.h, "/joke"))
@@ -249,6 +254,7 @@ func TestUpstreamUnreachableAndTooLarge(t *testing.T) {
 }
 
 func TestFacilitatorFailureNeverReachesUpstream(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		err    error
@@ -282,6 +288,7 @@ func TestFacilitatorFailureNeverReachesUpstream(t *testing.T) {
 }
 
 func TestFacilitatorTimeoutIsEnforced(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL)+"facilitatorTimeout: 50ms\n")
 	// The facilitator answers only when the gate gives up on it (its
@@ -305,6 +312,7 @@ func TestFacilitatorTimeoutIsEnforced(t *testing.T) {
 }
 
 func TestSettleFailures(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, "facilitatorTimeout: 50ms\n"+proxyDoc(up.URL))
 	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) {
@@ -355,6 +363,7 @@ func TestSettleFailures(t *testing.T) {
 }
 
 func TestUnknownSettleOutcomeIsAskedAgainAndServed(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, "facilitatorTimeout: 1s\n"+proxyDoc(up.URL))
 	var keys []string
@@ -402,6 +411,7 @@ func (e *httpStatusError) Error() string   { return http.StatusText(e.status) }
 func (e *httpStatusError) HTTPStatus() int { return e.status }
 
 func TestVerifyInvalidIs402(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	g.fac.verify = func(x402.VerifyRequest) (*x402.VerifyResponse, error) {
@@ -428,6 +438,7 @@ func TestVerifyInvalidIs402(t *testing.T) {
 }
 
 func TestMalformedPaymentIs400NamingTheField(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	bad, _ := x402.EncodeHeader(map[string]any{"x402Version": 2, "accepted": map[string]any{"scheme": "exact", "network": "eip155:84532"},
@@ -468,6 +479,7 @@ func TestMalformedPaymentIs400NamingTheField(t *testing.T) {
 }
 
 func TestRequirementMismatchSkipsFacilitator(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	b := newBuyer(t)
@@ -505,6 +517,7 @@ func TestRequirementMismatchSkipsFacilitator(t *testing.T) {
 }
 
 func TestSamePaymentTwiceIsRefused(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	name, value := newBuyer(t).pay(t, g.evm, 2, challenge(t, g.h, "/joke"))
@@ -523,6 +536,7 @@ func TestSamePaymentTwiceIsRefused(t *testing.T) {
 }
 
 func TestConcurrentUseOfOneAuthorization(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	entered := make(chan struct{})
@@ -553,6 +567,7 @@ func TestConcurrentUseOfOneAuthorization(t *testing.T) {
 }
 
 func TestUnmatchedPaths(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	// The default is deny: an unmatched path reaches no upstream.
 	g := newGate(t, proxyDoc(up.URL))
@@ -635,6 +650,7 @@ func faRequest(uri string) *http.Request {
 }
 
 func TestForwardAuth(t *testing.T) {
+	t.Parallel()
 	g := newGate(t, forwardAuthDoc(""))
 	if w := g.do(faRequest("")); w.Code != http.StatusForbidden {
 		t.Fatalf("missing X-Forwarded-Uri: %d", w.Code)
@@ -674,6 +690,7 @@ func TestForwardAuth(t *testing.T) {
 }
 
 func TestForwardAuthVerifyOnly(t *testing.T) {
+	t.Parallel()
 	g := newGate(t, forwardAuthDoc("forwardAuth: verify-only\nunmatched: deny\n"))
 	if w := g.do(faRequest("/other")); w.Code != 404 {
 		t.Fatalf("deny: %d", w.Code)

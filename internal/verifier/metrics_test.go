@@ -60,6 +60,7 @@ var offerSeries = []string{
 }
 
 func TestMetricsChainLabelAndReloadPruning(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	doc := proxyDoc(up.URL)
 	g := newGate(t, doc)
@@ -137,6 +138,7 @@ func TestMetricsChainLabelAndReloadPruning(t *testing.T) {
 }
 
 func TestChargedAtomicUnitsExact(t *testing.T) {
+	t.Parallel()
 	m, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +162,7 @@ func TestChargedAtomicUnitsExact(t *testing.T) {
 }
 
 func TestReadyzAndHealthz(t *testing.T) {
+	t.Parallel()
 	srv, err := New(Options{NewFacilitator: func(string) (Facilitator, error) { return &stubFacilitator{}, nil }, Registry: evm.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +240,7 @@ func (s *sinkRecorder) ReportReloadFailure(err error) {
 }
 
 func TestFileSourceWatch(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pricing.yaml")
@@ -336,6 +340,7 @@ func TestFileSourceWatch(t *testing.T) {
 // A ConfigMap volume updates by swapping the ..data symlink; the file the
 // verifier reads is itself a symlink through it.
 func TestFileSourceWatchConfigMapSymlinkSwap(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	dir := t.TempDir()
 	doc := proxyDoc(up.URL)
@@ -387,6 +392,7 @@ func TestFileSourceWatchConfigMapSymlinkSwap(t *testing.T) {
 // Paid traffic while the config is reloaded over and over: no race, no
 // double service, every charge accounted to a served offer.
 func TestConcurrentTrafficDuringReloads(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	doc := proxyDoc(up.URL)
 	g := newGate(t, doc)

@@ -15,6 +15,7 @@ import (
 const chromeAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
 
 func TestPrefersHTML(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		accept []string
 		want   bool
@@ -59,6 +60,7 @@ func htmlRequest(target, accept string) *http.Request {
 }
 
 func TestPaywallPageForBrowsers(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 
@@ -120,6 +122,7 @@ func TestPaywallPageForBrowsers(t *testing.T) {
 }
 
 func TestPaywallEscapesOfferStrings(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hostile := `<script>alert(1)</script><img src=x onerror=alert(2)> & "quoted" 'single'`
 	doc := strings.Replace(proxyDoc(up.URL), "description: Weather now", "description: '"+strings.ReplaceAll(hostile, "'", "''")+"'", 1)
@@ -155,6 +158,7 @@ func htmlUnescape(s string) string {
 }
 
 func TestPaywallOnlyForUnpaidRequests(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	// A payment that is malformed: 400 JSON as before, whatever Accept says.
@@ -180,6 +184,7 @@ func TestPaywallOnlyForUnpaidRequests(t *testing.T) {
 }
 
 func TestPaywallInForwardAuthMode(t *testing.T) {
+	t.Parallel()
 	g := newGate(t, forwardAuthDoc(""))
 	r := faRequest("/joke?q=1")
 	r.Header.Set("Accept", chromeAccept)
@@ -197,6 +202,7 @@ func TestPaywallInForwardAuthMode(t *testing.T) {
 }
 
 func TestShellQuote(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"https://a.example/x":  "https://a.example/x",
 		"https://a/x?c=P&d=1":  "'https://a/x?c=P&d=1'",

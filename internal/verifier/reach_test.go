@@ -19,6 +19,7 @@ upstream: http://127.0.0.1:9000
 // A free way to an upstream path a priced route serves is refused at load;
 // a free route provably apart from every priced path loads.
 func TestFreePathsCannotReachPricedContent(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, doc string
 		want      string // "" = loads
@@ -79,6 +80,7 @@ func TestFreePathsCannotReachPricedContent(t *testing.T) {
 }
 
 func TestUpstreamKey(t *testing.T) {
+	t.Parallel()
 	same := [][]string{
 		{"http://127.0.0.1", "http://localhost:80", "http://LOCALHOST./x", "http://[::1]:80", "http://127.1.2.3", "http://0.0.0.0:80"},
 		{"https://api.example.com", "https://API.example.com.:443/v1"},
@@ -104,6 +106,7 @@ func TestUpstreamKey(t *testing.T) {
 // docs/verifier.md shows an unsafe pricing file and the refusal `obol
 // verifier serve` prints for it: the file must be refused with exactly that.
 func TestDocsUnsafeExampleIsRefusedAsShown(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../docs/verifier.md")
 	if err != nil {
 		t.Fatal(err)

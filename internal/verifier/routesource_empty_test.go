@@ -15,6 +15,7 @@ import (
 // — it must not keep serving the last config. A pricing file without routes
 // stays an error.
 func TestRouteSourceMayHaveNoRoutes(t *testing.T) {
+	t.Parallel()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer up.Close()
 	g := newGate(t, proxyDoc(up.URL))

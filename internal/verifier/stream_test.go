@@ -82,6 +82,7 @@ func paidStreamRequest(t *testing.T, g *testGate) *http.Response {
 // upstream is still running, the payment response header comes with the
 // headers, and the payment is settled once.
 func TestOnHeadersStreamsPaidAnswer(t *testing.T) {
+	t.Parallel()
 	up := newSSEUpstream(t, http.StatusOK)
 	g := newGate(t, streamDoc(up.URL, SettleOnHeaders))
 	res := paidStreamRequest(t, g)
@@ -114,6 +115,7 @@ func TestOnHeadersStreamsPaidAnswer(t *testing.T) {
 
 // An upstream that answers 500 is passed through and not charged.
 func TestOnHeadersUpstreamErrorNotCharged(t *testing.T) {
+	t.Parallel()
 	up := newSSEUpstream(t, http.StatusInternalServerError)
 	close(up.release)
 	g := newGate(t, streamDoc(up.URL, SettleOnHeaders))
@@ -132,6 +134,7 @@ func TestOnHeadersUpstreamErrorNotCharged(t *testing.T) {
 
 // A refused settlement answers 402 and sends nothing of the body.
 func TestOnHeadersFailedSettlementSendsNoBody(t *testing.T) {
+	t.Parallel()
 	up := newSSEUpstream(t, http.StatusOK)
 	close(up.release)
 	g := newGate(t, streamDoc(up.URL, SettleOnHeaders))
@@ -149,6 +152,7 @@ func TestOnHeadersFailedSettlementSendsNoBody(t *testing.T) {
 }
 
 func TestSettleModeIsValidated(t *testing.T) {
+	t.Parallel()
 	spec, err := ParseSpec("pricing.yaml", []byte(streamDoc("http://127.0.0.1:1", "on-body")))
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +166,7 @@ func TestSettleModeIsValidated(t *testing.T) {
 // A ServiceOffer's settle mode reaches its route; inference offers default
 // to on-headers, the others to after-response.
 func TestOfferSettleMode(t *testing.T) {
+	t.Parallel()
 	reg := evm.NewRegistry()
 	for _, tc := range []struct {
 		typ    v1alpha1.OfferType

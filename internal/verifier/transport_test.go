@@ -13,6 +13,7 @@ import (
 // round: the default transport keeps enough idle connections per upstream
 // (Go's default of 2 opened ~30 new connections per round).
 func TestUpstreamConnectionsReused(t *testing.T) {
+	t.Parallel()
 	const conc, rounds = 32, 4
 	var newConns atomic.Int64
 	var barrier sync.WaitGroup

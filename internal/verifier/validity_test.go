@@ -47,6 +47,7 @@ func (b *buyer) payFor(t testing.TB, reg *evm.Registry, req x402.Requirement, no
 }
 
 func TestLongValidityIsRefused(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL)) // maxTimeoutSeconds 60
 	req := challenge(t, g.h, "/joke")
@@ -74,6 +75,7 @@ func TestLongValidityIsRefused(t *testing.T) {
 // other payments pass meanwhile: the record is never evicted early. With a
 // cache of 1,000 and 100,000 short-lived payments the old LRU forgot it.
 func TestUsedAuthorizationOutlivesOtherPayments(t *testing.T) {
+	t.Parallel()
 	g := newReplayGuard(1000)
 	t0 := time.Unix(1_800_000_000, 0)
 	target := newAuthKey("eip155:84532", testUSDC, testPayTo, "0xtarget")
@@ -107,6 +109,7 @@ func TestUsedAuthorizationOutlivesOtherPayments(t *testing.T) {
 // When the record is full of live entries a new payment is refused (503),
 // never an entry dropped.
 func TestFullReplayRecordRefusesNewPayments(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	g := newGate(t, proxyDoc(up.URL))
 	g.srv.guard = newReplayGuard(3)

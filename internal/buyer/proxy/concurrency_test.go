@@ -49,6 +49,7 @@ func writePool(t testing.TB, dir, name, endpoint string, n int, mutate func(*Ups
 // state, /status, metrics). Run under -race this also proves the hot path
 // reads no configuration a reload writes.
 func TestConcurrentCallersAcrossUpstreamsWithReloads(t *testing.T) {
+	t.Parallel()
 	const pool = 60
 	calls := map[string]int{"a": 120, "b": 60, "c": 45, "d": 30}
 	dir := t.TempDir()

@@ -11,6 +11,7 @@ import (
 // maxSpendPerDay is a rolling 24 hours, not a UTC day: spending the cap just
 // before UTC midnight does not free it at midnight, only 24 h after the spend.
 func TestDailyCapIsRolling24hNotUTCDay(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 5, "2000")
 	// 23:30 UTC ahead (22:30 when that is within the hour after 23:30), so
 	// the whole test stays inside the authorizations' 48 h validity.

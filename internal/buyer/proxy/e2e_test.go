@@ -24,6 +24,7 @@ import (
 // (the facilitator would refuse a used nonce, so every call succeeding and
 // the balance moving by exactly N × price proves it).
 func TestProxyPaysRealVerifierOnDevChain(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st, err := devstack.Start(ctx, devstack.Options{Listen: "127.0.0.1:0"})
 	if err != nil {

@@ -45,6 +45,7 @@ func newProxy(t *testing.T, dir string, opts Options) *Server {
 // A caller's credentials are its own: they never reach a third-party seller,
 // neither on the unpaid request nor on the paid one.
 func TestCallerCredentialsNeverReachTheSeller(t *testing.T) {
+	t.Parallel()
 	s, _ := buyertest.New(t, x402.Version2, buyertest.USDCBaseSepolia("1000", seller))
 	rec := &recorder{next: s}
 	srv := httptest.NewServer(rec)
@@ -82,6 +83,7 @@ func TestCallerCredentialsNeverReachTheSeller(t *testing.T) {
 
 // An upstream that needs a credential names it in forwardHeaders.
 func TestUpstreamMayAllowACredential(t *testing.T) {
+	t.Parallel()
 	s, _ := buyertest.New(t, x402.Version2, buyertest.USDCBaseSepolia("1000", seller))
 	rec := &recorder{next: s}
 	srv := httptest.NewServer(rec)
@@ -107,6 +109,7 @@ func TestUpstreamMayAllowACredential(t *testing.T) {
 // A seller that redirects the paid request elsewhere: the payment header
 // (a spendable authorization) must not follow, and neither does the request.
 func TestPaymentNeverFollowsARedirectToAnotherOrigin(t *testing.T) {
+	t.Parallel()
 	var reached, paidThere atomic.Int32
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)

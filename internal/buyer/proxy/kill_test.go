@@ -51,6 +51,7 @@ func TestMain(m *testing.M) {
 // like a facilitator, refuses none) and must have lost no spend: every
 // payment the seller received is in the state.
 func TestSIGKILLMidTrafficReusesNothingAndLosesNoSpend(t *testing.T) {
+	t.Parallel()
 	const rounds, perRound, workers = 6, 12, 8
 	s, _ := buyertest.New(t, x402.Version2, buyertest.USDCBaseSepolia("1000", seller))
 	paid := make(chan struct{}, rounds*(perRound+workers)*4)

@@ -21,6 +21,7 @@ import (
 // A paid request still running when a reload removes its upstream must not
 // re-create the series that reload deleted.
 func TestInFlightRequestCannotResurrectPrunedSeries(t *testing.T) {
+	t.Parallel()
 	s, _ := buyertest.New(t, x402.Version2, buyertest.USDCBaseSepolia("1000", seller))
 	paidArrived, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -69,6 +70,7 @@ func TestInFlightRequestCannotResurrectPrunedSeries(t *testing.T) {
 
 // Registering twice on one registry is an error, not a panic.
 func TestMetricsRegistrationConflictIsAnError(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	if _, err := NewMetrics(reg); err != nil {
 		t.Fatal(err)
@@ -130,6 +132,7 @@ func breakJournal(t *testing.T, st *State, upstream string) {
 // A paid 2xx without a settlement header is an unsettled confirmation,
 // not a success (anchor: obol_x402_buyer_payment_unsettled_confirmations_total).
 func TestPaidAnswerWithoutSettlementHeaderIsUnsettled(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 2, "")
 	f.seller.NoSettlementHeader = true
 	reg := prometheus.NewRegistry()
@@ -160,6 +163,7 @@ func TestPaidAnswerWithoutSettlementHeaderIsUnsettled(t *testing.T) {
 // (anchor: obol_x402_buyer_confirm_spend_failure_total); the answer still
 // reaches the caller.
 func TestJournalFailureCountsConfirmSpendFailure(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 2, "")
 	st, err := LoadState(f.state)
 	if err != nil {
@@ -187,6 +191,7 @@ func TestJournalFailureCountsConfirmSpendFailure(t *testing.T) {
 
 // Both families are pruned with the others when an upstream goes away.
 func TestReloadPrunesUnsettledAndConfirmFailureSeries(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 2, "")
 	f.seller.NoSettlementHeader = true
 	st, err := LoadState(f.state)

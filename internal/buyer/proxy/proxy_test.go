@@ -111,6 +111,7 @@ func accepted(s *buyertest.Seller) (ok, refused int) {
 }
 
 func TestPaysFromPoolUntilEmpty(t *testing.T) {
+	t.Parallel()
 	for _, version := range []int{x402.Version1, x402.Version2} {
 		f := newFixture(t, version, "1000", 3, "")
 		reg := prometheus.NewRegistry()
@@ -149,6 +150,7 @@ func TestPaysFromPoolUntilEmpty(t *testing.T) {
 }
 
 func TestRestartNeverReusesAnAuthorization(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 4, "")
 	s1 := f.server(nil)
 	for i := 0; i < 2; i++ {
@@ -173,6 +175,7 @@ func TestRestartNeverReusesAnAuthorization(t *testing.T) {
 }
 
 func TestDailyCap(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 5, "2000")
 	s := f.server(nil)
 	for i := 0; i < 2; i++ {
@@ -194,6 +197,7 @@ func TestDailyCap(t *testing.T) {
 }
 
 func TestPriceRaiseIsNotPaid(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 2, "")
 	f.seller.Requirements = []x402.Requirement{buyertest.USDCBaseSepolia("2000", seller)}
 	reg := prometheus.NewRegistry()
@@ -212,6 +216,7 @@ func TestPriceRaiseIsNotPaid(t *testing.T) {
 }
 
 func TestOpenAIModelMapping(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 1, "")
 	f.seller.WantBody = `{"messages":[],"model":"qwen3"}`
 	s := f.server(nil)
@@ -226,6 +231,7 @@ func TestOpenAIModelMapping(t *testing.T) {
 }
 
 func TestReloadPrunesRemovedUpstreams(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 2, "")
 	f.writeUpstream("jokes", "1000", 2, "")
 	reg := prometheus.NewRegistry()
@@ -256,6 +262,7 @@ func TestReloadPrunesRemovedUpstreams(t *testing.T) {
 }
 
 func TestBrokenConfigKeepsLastGood(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 1, "")
 	s := f.server(nil)
 	os.WriteFile(filepath.Join(f.dir, "broken.yaml"), []byte("name: x\nendpoint: ftp://nope\n"), 0o600)
@@ -269,6 +276,7 @@ func TestBrokenConfigKeepsLastGood(t *testing.T) {
 }
 
 func TestStateWriteFailureSendsNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 1, "")
 	dir := t.TempDir()
 	st, _ := LoadState(filepath.Join(dir, "sub", "state.json"))
@@ -290,6 +298,7 @@ func TestStateWriteFailureSendsNothing(t *testing.T) {
 }
 
 func TestStatusJSON(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version1, "1000", 2, "5000")
 	s := f.server(nil)
 	call(t, s.Handler(), "/upstream/weather/x", "")
@@ -307,6 +316,7 @@ func TestStatusJSON(t *testing.T) {
 // A seller that challenges in v2 but answers the settlement in the v1
 // header (mid-migration) still has its transaction recorded.
 func TestSettlementHeaderOfTheOtherVersion(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, x402.Version2, "1000", 1, "")
 	inner := f.seller
 	swap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

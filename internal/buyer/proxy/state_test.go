@@ -27,6 +27,7 @@ func journalLines(t *testing.T, path, up string) int {
 // Old, expired records fold into totals: the journal stays small, the
 // totals stay exact, and a live authorization stays known across restarts.
 func TestStateCompactsAndKeepsTotals(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.json")
 	st, err := LoadState(path)
 	if err != nil {
@@ -74,6 +75,7 @@ func TestStateCompactsAndKeepsTotals(t *testing.T) {
 // A crash in the middle of a line (its fsync never returned, so nothing was
 // sent) leaves a torn tail, which is dropped; the state opens and goes on.
 func TestStateDropsATornTail(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.json")
 	st, _ := LoadState(path)
 	a := use("w", 1, time.Now(), time.Now().Add(time.Hour).Unix())
@@ -107,6 +109,7 @@ func TestStateDropsATornTail(t *testing.T) {
 
 // The single-document state of earlier versions is imported once.
 func TestStateImportsTheEarlierLayout(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.json")
 	a := use("w", 1, time.Now(), 0)
 	a.Outcome = "settled"

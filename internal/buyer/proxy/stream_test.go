@@ -19,6 +19,7 @@ import (
 // caller reads the first event while the seller is still generating, and
 // the settlement is recorded before the body arrives.
 func TestStreamedCompletionStreamsThroughTheProxy(t *testing.T) {
+	t.Parallel()
 	s, _ := buyertest.New(t, x402.Version2, buyertest.USDCBaseSepolia("1000", seller))
 	release := make(chan struct{})
 	var once sync.Once

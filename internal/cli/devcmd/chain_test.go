@@ -19,6 +19,7 @@ import (
 )
 
 func TestNewCmdChainParsesFlags(t *testing.T) {
+	t.Parallel()
 	f, _ := cmdutil.NewTestFactory()
 	f.Global.Output = cmdutil.OutputJSON
 	var got *ChainOptions
@@ -51,6 +52,7 @@ func TestNewCmdChainParsesFlags(t *testing.T) {
 }
 
 func TestDevHelpListsChain(t *testing.T) {
+	t.Parallel()
 	f, ios := cmdutil.NewTestFactory()
 	cmd := NewCmdDev(f)
 	var out strings.Builder
@@ -88,6 +90,7 @@ func runChain(t *testing.T, output string, ready func(*devchain.Chain)) (string,
 }
 
 func TestChainRunJSONAnswersCurl(t *testing.T) {
+	t.Parallel()
 	var chainID string
 	var keys []string
 	out, errOut, keyDir := runChain(t, cmdutil.OutputJSON, func(c *devchain.Chain) {
@@ -144,6 +147,7 @@ func TestChainRunJSONAnswersCurl(t *testing.T) {
 }
 
 func TestChainRunTable(t *testing.T) {
+	t.Parallel()
 	out, _, keyDir := runChain(t, cmdutil.OutputTable, func(*devchain.Chain) {})
 	for _, want := range []string{"RPC URL:   http://127.0.0.1:", "eip155:1337", "EIP-712 name \"USDC\" version \"2\"",
 		"Key files: " + keyDir, "facilitator", "buyer-2", "1000", filepath.Join(keyDir, "seller.key")} {

@@ -15,6 +15,7 @@ import (
 )
 
 func TestDevFlags(t *testing.T) {
+	t.Parallel()
 	f, _ := cmdutil.NewTestFactory()
 	var got *RunOptions
 	cmd := &cobra.Command{Use: "dev"}
@@ -36,6 +37,7 @@ func TestDevFlags(t *testing.T) {
 }
 
 func TestDevPayExitAfter(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ios, _, out, errOut := cmdutil.Test()
 	var ready *devstack.Stack
@@ -73,6 +75,7 @@ func TestDevPayExitAfter(t *testing.T) {
 }
 
 func TestDevJSON(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ios, _, out, errOut := cmdutil.Test()
 	err := devRun(&RunOptions{IO: ios, Output: cmdutil.OutputJSON, Listen: "127.0.0.1:0", Pay: 2, ExitAfter: true, Price: "0.001",

@@ -16,6 +16,7 @@ import (
 )
 
 func TestKeysWritesDeterministicAccounts(t *testing.T) {
+	t.Parallel()
 	ios, _, out, _ := cmdutil.Test()
 	dir := filepath.Join(t.TempDir(), "keys")
 	if err := keysRun(&KeysOptions{IO: ios, Output: cmdutil.OutputJSON, KeyDir: dir, ChainID: 1337, TokenName: "USDC", TokenVersion: "2", Buyers: 2}); err != nil {
@@ -82,6 +83,7 @@ func start(t *testing.T, run func(ctx context.Context, ready func(string)) error
 }
 
 func TestUpstreamAndForward(t *testing.T) {
+	t.Parallel()
 	ios, _, _, _ := cmdutil.Test()
 	up := start(t, func(ctx context.Context, ready func(string)) error {
 		return upstreamRun(&UpstreamOptions{ServeOptions{IO: ios, Listen: "127.0.0.1:0", Context: ctx, Ready: ready}})
@@ -106,6 +108,7 @@ func TestUpstreamAndForward(t *testing.T) {
 }
 
 func TestForwardNeedsTo(t *testing.T) {
+	t.Parallel()
 	f, _ := cmdutil.NewTestFactory()
 	for _, args := range [][]string{nil, {"--to", "no-port"}} {
 		cmd := NewCmdForward(f, func(*ForwardOptions) error { t.Errorf("runF called with %v", args); return nil })
@@ -119,6 +122,8 @@ func TestForwardNeedsTo(t *testing.T) {
 }
 
 func TestKeysWaitsForTheChain(t *testing.T) {
+	// Not parallel: the 600ms wrong-chain wait must see an answer before its
+	// deadline, which more load makes less likely.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := devchain.Start(ctx, devchain.Config{Buyers: -1})
