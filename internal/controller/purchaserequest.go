@@ -124,6 +124,8 @@ func (r *PurchaseRequestReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	st.ObservedGeneration = pr.Generation
 	st.TotalSigned = purchase.TotalSigned(&pr)
 	st.SignerAddress = purchase.Signer(&pr)
+	validity := purchase.ValidityOf(&pr, r.Now())
+	st.ValidUntil, st.NextExpiry = timeOrNil(validity.Last), timeOrNil(validity.Next)
 	gen := pr.Generation
 	set := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -192,8 +194,11 @@ func (r *PurchaseRequestReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		set(v1alpha1.ConditionReady, false, "PricingMismatch", "the seller's price changed")
 	case !configured:
 		set(v1alpha1.ConditionReady, false, "BuyerNotConfigured", "the buyer configuration could not be written")
+	case len(pr.Spec.PreSignedAuths) > 0 && validity.Unexpired == 0:
+		set(v1alpha1.ConditionReady, false, "Expired", fmt.Sprintf("every pre-signed authorization expired (the last at %s): run `obol buy refill %s --key-file KEY --count N`",
+			validity.Last.UTC().Format(time.RFC3339), pr.Name))
 	case st.Remaining <= 0:
-		set(v1alpha1.ConditionReady, false, "Exhausted", "no authorizations remain: run `obol buy refill "+pr.Name+"`")
+		set(v1alpha1.ConditionReady, false, "Exhausted", "no authorizations remain: run `obol buy refill "+pr.Name+" --key-file KEY --count N`")
 	default:
 		set(v1alpha1.ConditionReady, true, "Ready", fmt.Sprintf("%d authorizations remain", st.Remaining))
 	}
@@ -205,6 +210,14 @@ func (r *PurchaseRequestReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: r.Resync}, nil
+}
+
+func timeOrNil(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	m := metav1.NewTime(t)
+	return &m
 }
 
 // priceDiff describes how the probed terms differ from the signed ones ("" = same).

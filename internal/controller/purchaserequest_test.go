@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -70,16 +70,22 @@ func TestPurchaseRequestLifecycle(t *testing.T) {
 		t.Fatalf("spec: %+v autoRefill %+v", pr.Spec.Payment, pr.Spec.AutoRefill)
 	}
 
-	// The buyer proxy, reading the directory the ConfigMap would be mounted at.
-	cfgDir := t.TempDir()
+	// The buyer proxy, reading its ConfigMap through the API as in the
+	// chart (obol buyer serve --config-map): the controller's write and its
+	// POST /admin/reload reach it within the same reconcile.
+	buyerNS := kube.NewNamespace(t)
+	cs, err := kubernetes.NewForConfig(kube.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &proxy.ConfigMapSource{Client: cs, Namespace: buyerNS, Name: controller.DefaultBuyerConfigMap, Registry: evm.NewRegistry()}
 	st, _ := proxy.LoadState(filepath.Join(t.TempDir(), "state.json"))
-	px, err := proxy.New(proxy.Options{ConfigDir: cfgDir, State: st, Registry: evm.NewRegistry()})
+	px, err := proxy.New(proxy.Options{Load: src.Load, State: st, Registry: evm.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	buyerSrv := httptest.NewServer(px.Handler())
 	defer buyerSrv.Close()
-	buyerNS := kube.NewNamespace(t)
 	r := &controller.PurchaseRequestReconciler{Client: c, Registry: evm.NewRegistry(), BuyerNamespace: buyerNS, BuyerURL: buyerSrv.URL}
 	req := ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "weather"}}
 	reconcile := func() {
@@ -87,25 +93,19 @@ func TestPurchaseRequestLifecycle(t *testing.T) {
 		if _, err := r.Reconcile(ctx, req); err != nil {
 			t.Fatalf("reconcile: %v", err)
 		}
-		// What the kubelet does for a mounted ConfigMap.
-		var cm corev1.ConfigMap
-		if err := c.Get(ctx, client.ObjectKey{Namespace: buyerNS, Name: controller.DefaultBuyerConfigMap}, &cm); err == nil {
-			entries, _ := os.ReadDir(cfgDir)
-			for _, e := range entries {
-				os.Remove(filepath.Join(cfgDir, e.Name()))
-			}
-			for k, v := range cm.Data {
-				os.WriteFile(filepath.Join(cfgDir, k), []byte(v), 0o600)
-			}
-		}
-		if err := px.Reload(); err != nil {
-			t.Fatalf("proxy reload: %v", err)
-		}
 		if err := c.Get(ctx, req.NamespacedName, &pr); err != nil && !strings.Contains(err.Error(), "not found") {
 			t.Fatal(err)
 		}
 	}
 	reconcile()
+	if cond := meta.FindStatusCondition(pr.Status.Conditions, purchase.ConditionBuyerConfigured); cond == nil || cond.Reason != "Loaded" {
+		t.Fatalf("after one reconcile the proxy must have loaded the request (reason Loaded): %+v", cond)
+	}
+	// Signed for the seller's maxTimeoutSeconds (60 s), which the status shows.
+	if pr.Status.ValidUntil == nil || pr.Status.NextExpiry == nil || pr.Status.ValidUntil.Time.After(time.Now().Add(61*time.Second)) ||
+		pr.Status.ValidUntil.Time.Before(time.Now().Add(30*time.Second)) {
+		t.Fatalf("status validUntil %v nextExpiry %v: want about a minute ahead", pr.Status.ValidUntil, pr.Status.NextExpiry)
+	}
 	if !hasCond(pr.Status.Conditions, purchase.ConditionPricingMismatch, metav1.ConditionFalse) || !hasCond(pr.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionTrue) {
 		t.Fatalf("conditions after create: %+v", pr.Status.Conditions)
 	}
@@ -137,13 +137,24 @@ func TestPurchaseRequestLifecycle(t *testing.T) {
 	// Refill stops at maxTotal (4): one more, not autoRefill.count (3).
 	ro := &buy.RefillOptions{ClusterOptions: buy.ClusterOptions{IO: ios, Kube: obolkube.Options{Config: kube.Config, Namespace: ns},
 		NewClient: func() (client.Client, error) { return c, nil }, Now: time.Now},
-		Name: "weather", KeyFile: keyFile, Registry: evm.NewRegistry(), ValidFor: time.Hour}
+		Name: "weather", KeyFile: keyFile, Registry: evm.NewRegistry()}
 	if err := buy.RefillRun(ctx, ro); err != nil {
 		t.Fatalf("refill: %v", err)
 	}
 	c.Get(ctx, req.NamespacedName, &pr)
 	if got := purchase.TotalSigned(&pr); got != 4 || len(pr.Spec.PreSignedAuths) != 4 {
 		t.Fatalf("after refill: total signed %d, %d in spec", got, len(pr.Spec.PreSignedAuths))
+	}
+	// The refill asked the seller: valid no longer than its maxTimeoutSeconds
+	// (the verifier's and facilitator's rule), not the week it once signed for.
+	for i, a := range pr.Spec.PreSignedAuths {
+		auth, err := evm.AuthorizationFromWire(x402.EIP3009Authorization{From: a.From, To: a.To, Value: a.Value, ValidAfter: a.ValidAfter, ValidBefore: a.ValidBefore, Nonce: a.Nonce})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := evm.CheckMaxValidity(auth, time.Now(), 60*time.Second); err != nil {
+			t.Errorf("authorization %d after refill: %v", i, err)
+		}
 	}
 	ro.Count = 5
 	if err := buy.RefillRun(ctx, ro); err == nil || !strings.Contains(err.Error(), "maxTotal") {

@@ -49,14 +49,18 @@ type env struct {
 }
 
 // The offer the test sells: the devnet's demo API at a price of 0.001 test
-// USDC (1000 atomic units) paid to the devnet's seller account.
+// USDC (1000 atomic units) paid to the devnet's seller account. An offer
+// mounts its upstream Service at its path (the verifier strips the path
+// before forwarding), so the demo API's /weather is offerPath + /weather.
 const (
-	offerName   = "weather"
-	offerPath   = "/weather"
-	offerPrice  = "0.001"
-	priceAtomic = 1000
-	sellerAddr  = "0x45d85c1c6e4CF0f3055A928fd6D1903CBf70ec0B"
-	tokenAddr   = "0x2b1894172E4e079140C3DaE53394356262b7e258"
+	offerName    = "weather"
+	offerPath    = "/demo"
+	paidCity     = "Porto"
+	paidCallPath = "/weather?city=" + paidCity
+	offerPrice   = "0.001"
+	priceAtomic  = 1000
+	sellerAddr   = "0x45d85c1c6e4CF0f3055A928fd6D1903CBf70ec0B"
+	tokenAddr    = "0x2b1894172E4e079140C3DaE53394356262b7e258"
 )
 
 func TestMarketplaceInCluster(t *testing.T) {
@@ -77,8 +81,10 @@ func TestMarketplaceInCluster(t *testing.T) {
 		{"SellCreate", stepSellCreate},
 		{"PaidCall", stepPaidCall},
 		{"Monitoring", stepMonitoring},
+		{"BuyerProxy", stepBuyerProxy},
 		{"PauseResumeDelete", stepPauseResumeDelete},
 		{"UpgradeUnderLoad", stepUpgradeUnderLoad},
+		{"VerifierPodDelete", stepVerifierPodDelete},
 		{"Uninstall", stepUninstall},
 	}
 	for _, s := range steps {
@@ -386,10 +392,11 @@ func stepPaidCall(t *testing.T, e *env) {
 	// The paid call goes through a port-forward to a verifier pod, as a
 	// seller's first check from a laptop would.
 	fwd := e.portForwardService(t, e.ns, "obol-verifier")
-	out := e.obolCmd(t, 2*time.Minute, "buy", "pay", fwd+offerPath, "--key-file", filepath.Join(e.keyDir, "buyer-1.key"),
+	out := e.obolCmd(t, 2*time.Minute, "buy", "pay", fwd+offerPath+paidCallPath, "--key-file", filepath.Join(e.keyDir, "buyer-1.key"),
 		"--chain", "obol-dev", "--max-amount", "0.01")
 	e.paidCalls++
-	t.Logf("obol buy pay %s (through a port-forward):\n%s", offerPath, out)
+	t.Logf("obol buy pay %s (through a port-forward):\n%s", offerPath+paidCallPath, out)
+	assertWeather(t, out)
 	after := balanceOf(t, rpc, sellerAddr)
 	delta := new(big.Int).Sub(after, before)
 	t.Logf("seller %s balance on the in-cluster chain: %s -> %s atomic units (moved %s)", sellerAddr, before, after, delta)
@@ -669,7 +676,7 @@ func stepUpgradeUnderLoad(t *testing.T, e *env) {
 				return
 			default:
 			}
-			out, errOut, err := e.obolTry(time.Minute, "buy", "pay", verifier+offerPath, "--key-file", filepath.Join(e.keyDir, "buyer-3.key"),
+			out, errOut, err := e.obolTry(time.Minute, "buy", "pay", verifier+offerPath+paidCallPath, "--key-file", filepath.Join(e.keyDir, "buyer-3.key"),
 				"--chain", "obol-dev", "--max-amount", "0.01")
 			if err != nil {
 				r.failed++

@@ -154,8 +154,11 @@ func Allowance(totalSigned, want, maxTotal int) (int, string) {
 	return left, fmt.Sprintf("autoRefill.maxTotal is %d and %d were signed already", maxTotal, totalSigned)
 }
 
-// Sign signs n authorizations for the request's payment terms with key.
-func Sign(key *ecdsa.PrivateKey, pay v1alpha1.PurchasePayment, reg *evm.Registry, n int, now time.Time, validFor time.Duration) ([]v1alpha1.PreSignedAuth, error) {
+// Sign signs n authorizations for the request's payment terms with key,
+// each valid for validFor, spread over cover (proxy.Spread: windows back
+// to back, so a pool lasts longer than the seller's maxTimeoutSeconds;
+// cover ≤ validFor signs them all valid now).
+func Sign(key *ecdsa.PrivateKey, pay v1alpha1.PurchasePayment, reg *evm.Registry, n int, now time.Time, validFor, cover time.Duration) ([]v1alpha1.PreSignedAuth, error) {
 	chain, err := reg.Chain(pay.Network)
 	if err != nil {
 		return nil, err
@@ -173,7 +176,7 @@ func Sign(key *ecdsa.PrivateKey, pay v1alpha1.PurchasePayment, reg *evm.Registry
 	if err != nil {
 		return nil, fmt.Errorf("spec.payment.price: %w", err)
 	}
-	signed, err := proxy.PreSign(key, tok, chain.ChainID, common.HexToAddress(pay.PayTo), price, n, now, validFor)
+	signed, err := proxy.PreSignSpread(key, tok, chain.ChainID, common.HexToAddress(pay.PayTo), price, n, now, validFor, cover)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +221,43 @@ func exactOf(a v1alpha1.PreSignedAuth) (x402.ExactEVMPayload, error) {
 	}
 	return x402.ExactEVMPayload{Signature: a.Signature, Authorization: x402.EIP3009Authorization{
 		From: a.From, To: a.To, Value: a.Value, ValidAfter: a.ValidAfter, ValidBefore: a.ValidBefore, Nonce: a.Nonce}}, nil
+}
+
+// Validity is when a request's unspent authorizations expire.
+type Validity struct {
+	// Last is the latest validBefore: after it nothing can be paid.
+	Last time.Time
+	// Next is the earliest validBefore still ahead of now.
+	Next time.Time
+	// Unexpired counts authorizations whose validBefore is ahead of now.
+	Unexpired int
+}
+
+// ValidityOf reads the expiry of pr's authorizations at now (zero times
+// when it holds none).
+func ValidityOf(pr *v1alpha1.PurchaseRequest, now time.Time) Validity {
+	var v Validity
+	for _, a := range pr.Spec.PreSignedAuths {
+		e, err := exactOf(a)
+		if err != nil {
+			continue
+		}
+		vb, err := strconv.ParseInt(e.Authorization.ValidBefore, 10, 64)
+		if err != nil {
+			continue
+		}
+		t := time.Unix(vb, 0)
+		if t.After(v.Last) {
+			v.Last = t
+		}
+		if t.After(now) {
+			v.Unexpired++
+			if v.Next.IsZero() || t.Before(v.Next) {
+				v.Next = t
+			}
+		}
+	}
+	return v
 }
 
 // Signer returns the payer address of the request's authorizations ("" if none).

@@ -48,7 +48,7 @@ func TestProbeSignAndUpstreamFile(t *testing.T) {
 		}
 		key, _ := crypto.GenerateKey()
 		now := time.Now()
-		auths, err := Sign(key, terms.Payment(), reg, 3, now, time.Hour)
+		auths, err := Sign(key, terms.Payment(), reg, 3, now, time.Hour, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"sigs.k8s.io/yaml"
 
 	"github.com/obolstack/obol/internal/buyer/proxy"
@@ -95,5 +97,89 @@ func TestProxyPaysRealVerifierOnDevChain(t *testing.T) {
 	}
 	if mid.Cmp(after) != 0 {
 		t.Fatal("the refused call moved money")
+	}
+}
+
+// A pool spread over two windows (proxy.Spread) against the real verifier,
+// facilitator and token: the first window's authorization pays at once; the
+// second window's is not sent before its validAfter (the facilitator and
+// the token would refuse it) — the proxy answers 429 with Retry-After,
+// nothing spent — and pays once its window opens (15 s later: polled, each
+// refused poll costs nothing). The seller gains exactly 2 × price.
+func TestSpreadPoolPaysRealVerifierWindowByWindow(t *testing.T) {
+	ctx := context.Background()
+	st, err := devstack.Start(ctx, devstack.Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	// Windows of 40 s (within the dev verifier's maxTimeoutSeconds of 60):
+	// the second is valid from 80 − 40 − 25 = 15 s on.
+	const validFor = 40 * time.Second
+	auths, err := proxy.PreSignSpread(st.Buyer.Key, st.Token, st.Chain.ChainID, st.Seller.Address, st.PriceAtomic, 2, time.Now(), validFor, 2*validFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	u := proxy.UpstreamConfig{Name: "demo", Endpoint: st.VerifierURL, Network: st.Token.Chain, PayTo: st.Seller.Address.Hex(),
+		Asset: st.Token.Address.Hex(), Price: st.PriceAtomic.String(), EIP712Name: st.Token.EIP712Name,
+		EIP712Version: st.Token.EIP712Version, PreSignedAuths: auths}
+	b, _ := yaml.Marshal(u)
+	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := proxy.New(proxy.Options{ConfigDir: dir, Registry: st.Registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func() (int, string, http.Header) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/upstream/demo/weather?city=Lisbon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header
+	}
+	before, err := st.Chain.BalanceOf(ctx, st.Seller.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := get(); code != http.StatusOK {
+		t.Fatalf("first window: %d %s", code, body)
+	}
+	code, body, h := get()
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "next window") || h.Get("Retry-After") == "" {
+		t.Fatalf("second call in the first window: %d %s (Retry-After %q); want 429 naming the next window", code, body, h.Get("Retry-After"))
+	}
+	t.Logf("second call in the first window: %d %s (Retry-After %s)", code, strings.TrimSpace(body), h.Get("Retry-After"))
+	mid, _ := st.Chain.BalanceOf(ctx, st.Seller.Address)
+	if got := new(big.Int).Sub(mid, before); got.Cmp(st.PriceAtomic) != 0 {
+		t.Fatalf("after one paid call and one refusal the seller gained %s, want %s", got, st.PriceAtomic)
+	}
+	// The dev chain seals a block only when a transaction arrives, and the
+	// facilitator simulates against the latest block: a mint before each
+	// try keeps the chain's clock current, as a live chain's blocks do.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := st.Chain.Mint(ctx, common.HexToAddress("0x000000000000000000000000000000000000dEaD"), big.NewInt(1)); err != nil {
+			t.Fatal(err)
+		}
+		code, body, _ := get()
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("second window: %d %s", code, body)
+		}
+		time.Sleep(500 * time.Millisecond) // poll: a refused call spends nothing
+	}
+	after, _ := st.Chain.BalanceOf(ctx, st.Seller.Address)
+	if got, want := new(big.Int).Sub(after, before), new(big.Int).Mul(st.PriceAtomic, big.NewInt(2)); got.Cmp(want) != 0 {
+		t.Fatalf("seller received %s atomic units, want exactly %s ", got, want)
 	}
 }

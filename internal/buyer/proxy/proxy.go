@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,11 @@ import (
 // minValidity is how long an authorization must stay valid to be sent: the
 // facilitator requires validBefore ≥ now + 6 s.
 const minValidity = 6 * time.Second
+
+// validAfterMargin is how long after its validAfter an authorization is
+// first sent: the token refuses it in a block whose timestamp is not past
+// validAfter, and a block's timestamp may trail the proxy's clock.
+const validAfterMargin = 5 * time.Second
 
 // Options configure a Server.
 type Options struct {
@@ -250,9 +256,10 @@ func (s *Server) handleUpstream(w http.ResponseWriter, r *http.Request) {
 
 // refusal is a payment the proxy would not make; nothing was sent.
 type refusal struct {
-	status int
-	reason string // metric label
-	err    error
+	status     int
+	reason     string // metric label
+	err        error
+	retryAfter time.Duration // > 0: sent as Retry-After
 }
 
 func (r *refusal) Error() string { return r.err.Error() }
@@ -300,6 +307,9 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 		}
 		if ref.reason != "build_error" {
 			s.metrics.refused(l, ref.reason)
+		}
+		if ref.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(ref.retryAfter.Seconds()+0.999)))
 		}
 		writeError(w, ref.status, ref.Error())
 		return
@@ -363,7 +373,7 @@ func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, in
 		break
 	}
 	if match < 0 {
-		return x402.ExactEVMPayload{}, 0, &refusal{http.StatusPaymentRequired, "no_matching_authorization", fmt.Errorf("not paying %s: no pre-signed authorization matches the seller's terms (%s); the seller may have changed its price: re-create or refill the PurchaseRequest", c.Name, strings.Join(why, "; "))}
+		return x402.ExactEVMPayload{}, 0, &refusal{status: http.StatusPaymentRequired, reason: "no_matching_authorization", err: fmt.Errorf("not paying %s: no pre-signed authorization matches the seller's terms (%s); the seller may have changed its price: re-create or refill the PurchaseRequest", c.Name, strings.Join(why, "; "))}
 	}
 	p := u.pool
 	p.mu.Lock()
@@ -372,13 +382,14 @@ func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, in
 	if c.dailyCap != nil {
 		spent := s.opts.State.SpentSince(c.Name, now.Add(-24*time.Hour))
 		if new(big.Int).Add(spent, c.price).Cmp(c.dailyCap) > 0 {
-			return x402.ExactEVMPayload{}, 0, &refusal{http.StatusTooManyRequests, "daily_cap", fmt.Errorf("not paying %s: daily spend cap reached (%s of %s atomic units spent in the last 24h, the next call costs %s)", c.Name, spent, c.dailyCap, c.price)}
+			return x402.ExactEVMPayload{}, 0, &refusal{status: http.StatusTooManyRequests, reason: "daily_cap", err: fmt.Errorf("not paying %s: daily spend cap reached (%s of %s atomic units spent in the last 24h, the next call costs %s)", c.Name, spent, c.dailyCap, c.price)}
 		}
 	}
 	if p.cfg != c {
 		p.cfg, p.next = c, 0
 	}
-	front := true // still in the prefix of used or expired entries
+	var later *big.Int // earliest validAfter among those not valid yet (a later window: Spread)
+	front := true      // still in the prefix of used or expired entries
 	for i := p.next; i < len(c.PreSignedAuths); i++ {
 		a := c.PreSignedAuths[i]
 		if s.opts.State.Used(a.Authorization.From, a.Authorization.Nonce) {
@@ -388,17 +399,22 @@ func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, in
 			continue
 		}
 		auth, err := evm.AuthorizationFromWire(a.Authorization)
-		if err != nil || evm.CheckWindow(auth, now, minValidity) != nil {
+		if err != nil || evm.CheckWindow(auth, now.Add(-validAfterMargin), 0) != nil || evm.CheckWindow(auth, now, minValidity) != nil {
 			if front && (err != nil || auth.ValidBefore.Cmp(big.NewInt(now.Add(minValidity).Unix())) < 0) {
 				p.next = i + 1 // expired for good
 			} else {
 				front = false
 			}
+			if err == nil && errors.Is(evm.CheckWindow(auth, now.Add(-validAfterMargin), 0), evm.ErrNotYetValid) {
+				if from := new(big.Int).Add(auth.ValidAfter, big.NewInt(int64(validAfterMargin/time.Second))); later == nil || from.Cmp(later) < 0 {
+					later = from
+				}
+			}
 			continue
 		}
 		use := Use{Upstream: c.Name, From: a.Authorization.From, Nonce: a.Authorization.Nonce, Value: a.Authorization.Value, At: now, ValidBefore: auth.ValidBefore.Int64()}
 		if err := s.opts.State.Take(use); err != nil {
-			return x402.ExactEVMPayload{}, 0, &refusal{http.StatusPaymentRequired, "state_error", fmt.Errorf("not paying %s: %w", c.Name, err)}
+			return x402.ExactEVMPayload{}, 0, &refusal{status: http.StatusPaymentRequired, reason: "state_error", err: fmt.Errorf("not paying %s: %w", c.Name, err)}
 		}
 		if front {
 			p.next = i + 1
@@ -407,7 +423,12 @@ func (s *Server) take(u *upstream, ch *x402.Challenge) (x402.ExactEVMPayload, in
 		s.metrics.add(s.metrics.spent, u.labels, 1)
 		return a, match, nil
 	}
-	return x402.ExactEVMPayload{}, 0, &refusal{http.StatusPaymentRequired, "pool_empty", fmt.Errorf("not paying %s: no unused, unexpired pre-signed authorization left; refill the PurchaseRequest (obol buy refill %s)", c.Name, c.Name)}
+	if later != nil {
+		from := time.Unix(later.Int64(), 0)
+		return x402.ExactEVMPayload{}, 0, &refusal{status: http.StatusTooManyRequests, reason: "window_used", err: fmt.Errorf("not paying %s: this window's pre-signed authorizations are used up; the next window's become valid at %s (in %s); sign more per window (obol buy refill %s --count N)",
+			c.Name, from.UTC().Format(time.RFC3339), from.Sub(now).Round(time.Second), c.Name), retryAfter: from.Sub(now)}
+	}
+	return x402.ExactEVMPayload{}, 0, &refusal{status: http.StatusPaymentRequired, reason: "pool_empty", err: fmt.Errorf("not paying %s: no unused, unexpired pre-signed authorization left; refill the PurchaseRequest (obol buy refill %s)", c.Name, c.Name)}
 }
 
 // mismatch says why requirement r cannot be paid from this pool ("" = it can).

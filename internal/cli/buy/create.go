@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 	"github.com/obolstack/obol/internal/purchase"
 )
 
@@ -36,6 +38,7 @@ type CreateOptions struct {
 	Threshold      int
 	RefillCount    int
 	ValidFor       time.Duration
+	Cover          time.Duration
 	DryRun         bool
 	DevStack       string
 }
@@ -54,13 +57,27 @@ behalf of callers; the key never leaves this machine.
 Caps: --max-amount refuses a seller whose price per call is higher (token
 units). --max-total caps the authorizations ever signed for this request,
 refills included. --max-spend-per-day caps what the proxy spends in any rolling
-24 hours (token units); a call past it is refused and nothing is spent.`,
+24 hours (token units); a call past it is refused and nothing is spent.
+
+Validity: a seller refuses an authorization valid for longer than its
+maxTimeoutSeconds (60 s unless the offer sets more: obol sell create
+--max-timeout), so each is signed for that long (--valid-for). For a pool
+that lasts longer without a refill, --cover spreads the authorizations over
+windows back to back: with --cover 1h and a 60 s seller, 60 windows of
+--count/60 calls each; the proxy uses a window once the seller accepts it,
+and what a window leaves unused expires unspent. Or keep the pool topped up
+with obol buy refill --watch.`,
 		Example: `  obol buy create weather --endpoint https://api.example.com/weather \
     --count 100 --key-file buyer.key --max-amount 0.01 --max-total 1000 --max-spend-per-day 0.5
 
   # an inference seller, routed by model name through the proxy's /v1/chat/completions
   obol buy create qwen --endpoint https://llm.example.com/services/qwen --model qwen3:8b \
     --count 50 --key-file buyer.key --max-amount 0.05 --auto-refill --threshold 10
+
+  # a pool that lasts an hour at a seller whose authorizations live 60 s:
+  # 600 authorizations, 10 calls per minute
+  obol buy create weather --endpoint https://api.example.com/weather \
+    --count 600 --cover 1h --key-file buyer.key --max-amount 0.01
 
   # see the manifest without creating it
   obol buy create weather --endpoint https://api.example.com/weather --count 5 --key-file k --max-amount 0.01 --dry-run -o yaml`,
@@ -95,6 +112,7 @@ refills included. --max-spend-per-day caps what the proxy spends in any rolling
 	fl.IntVar(&o.Threshold, "threshold", 10, "refill when fewer than this remain")
 	fl.IntVar(&o.RefillCount, "refill-count", 0, "authorizations per refill (default: --count)")
 	fl.DurationVar(&o.ValidFor, "valid-for", 0, "how long each authorization stays valid (default and most: the seller's maxTimeoutSeconds, beyond which sellers refuse it)")
+	fl.DurationVar(&o.Cover, "cover", 0, "spread the authorizations over this long, in windows of --valid-for back to back (default: all valid now)")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "print the PurchaseRequest instead of creating it")
 	fl.StringVar(&o.DevStack, "dev-stack", stackfile.DefaultPath(), "a running `obol dev` stack file, for its token")
 	return cmd
@@ -150,9 +168,9 @@ func CreateRun(ctx context.Context, o *CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	auths, err := purchase.Sign(key, pr.Spec.Payment, o.Registry, o.Count, o.Now(), validFor)
+	auths, err := purchase.Sign(key, pr.Spec.Payment, o.Registry, o.Count, o.Now(), validFor, o.Cover)
 	if err != nil {
-		return err
+		return coverError(err)
 	}
 	purchase.AddSigned(pr, nil, auths, len(auths))
 	if o.DryRun {
@@ -170,10 +188,29 @@ func CreateRun(ctx context.Context, o *CreateOptions) error {
 	}
 	fmt.Fprintf(o.IO.ErrOut, "created PurchaseRequest %s/%s: %d authorizations of %s to %s on %s, signed by %s\n",
 		ns, o.Name, len(auths), terms.PriceText(), pr.Spec.Payment.PayTo, terms.Chain.Name, evm.Address(key).Hex())
+	fmt.Fprintln(o.IO.ErrOut, validityLine(pr, o.Now(), validFor))
 	if o.Output != cmdutil.OutputTable {
 		return printObject(o.IO, o.Output, pr)
 	}
 	return nil
+}
+
+// coverError turns a --cover that needs more authorizations into a flag error.
+func coverError(err error) error {
+	if strings.Contains(err.Error(), "windows") {
+		return &cmdutil.FlagError{Err: fmt.Errorf("--cover: %w", err)}
+	}
+	return err
+}
+
+// validityLine says how long the request's authorizations last.
+func validityLine(pr *v1alpha1.PurchaseRequest, now time.Time, validFor time.Duration) string {
+	v := purchase.ValidityOf(pr, now)
+	if v.Last.IsZero() {
+		return "no authorizations"
+	}
+	return fmt.Sprintf("each valid for %s (the seller's maxTimeoutSeconds); the last expires at %s (in %s): after that run `obol buy refill %s --key-file KEY --count N`",
+		validFor, v.Last.UTC().Format(time.RFC3339), v.Last.Sub(now).Round(time.Second), pr.Name)
 }
 
 // sellerValidity is how long to sign for: the seller refuses an

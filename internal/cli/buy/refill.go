@@ -28,6 +28,7 @@ type RefillOptions struct {
 	PassphraseFile string
 	Count          int
 	ValidFor       time.Duration
+	Cover          time.Duration
 	Watch          bool
 	Interval       time.Duration
 	DevStack       string
@@ -43,7 +44,11 @@ func NewCmdRefill(f *cmdutil.Factory, runF func(*RefillOptions) error) *cobra.Co
 autoRefill.maxTotal. Without --count, refill only when fewer than
 autoRefill.threshold remain, signing autoRefill.count. With --watch, keep
 checking every --interval. Expired authorizations are dropped. A request whose
-seller changed its price (condition PricingMismatch) is not refilled.`,
+seller changed its price (condition PricingMismatch) is not refilled.
+
+Each new authorization is valid for the seller's maxTimeoutSeconds (asked
+with an unpaid call to the endpoint) unless --valid-for says less; --cover
+spreads them over windows back to back, as with obol buy create.`,
 		Example: `  obol buy refill weather --key-file buyer.key --count 50
   obol buy refill weather --key-file buyer.key --watch --interval 1m`,
 		Args: cobra.ExactArgs(1),
@@ -57,7 +62,8 @@ seller changed its price (condition PricingMismatch) is not refilled.`,
 	fl.StringVar(&o.PassphraseEnv, "passphrase-env", PassphraseEnvDefault, "environment variable holding the keystore passphrase")
 	fl.StringVar(&o.PassphraseFile, "passphrase-file", "", "file whose first line is the keystore passphrase")
 	fl.IntVar(&o.Count, "count", 0, "sign this many now, whatever remains (default: autoRefill.count when below threshold)")
-	fl.DurationVar(&o.ValidFor, "valid-for", 7*24*time.Hour, "how long each new authorization stays valid")
+	fl.DurationVar(&o.ValidFor, "valid-for", 0, "how long each new authorization stays valid (default and most: the seller's maxTimeoutSeconds)")
+	fl.DurationVar(&o.Cover, "cover", 0, "spread the new authorizations over this long, in windows of --valid-for back to back (default: all valid now)")
 	fl.BoolVar(&o.Watch, "watch", false, "keep refilling when below the threshold")
 	fl.DurationVar(&o.Interval, "interval", time.Minute, "how often --watch checks")
 	fl.StringVar(&o.DevStack, "dev-stack", stackfile.DefaultPath(), "a running `obol dev` stack file, for its token")
@@ -112,9 +118,19 @@ func refillOnce(ctx context.Context, o *RefillOptions, c client.Client, ns strin
 		fmt.Fprintf(o.IO.ErrOut, "%s: %d remaining, threshold %d: nothing to do\n", o.Name, plan.Remaining, plan.Threshold)
 		return nil
 	}
-	auths, err := purchase.Sign(key, pr.Spec.Payment, o.Registry, plan.N, o.Now(), o.ValidFor)
+	// The seller refuses authorizations valid for longer than its
+	// maxTimeoutSeconds: ask it, as obol buy create does.
+	terms, err := purchase.Probe(ctx, nil, o.Registry, pr.Spec.Endpoint, pr.Spec.Payment.Network)
+	if err != nil {
+		return fmt.Errorf("ask the seller how long an authorization may be valid: %w", err)
+	}
+	validFor, err := sellerValidity(o.ValidFor, terms)
 	if err != nil {
 		return err
+	}
+	auths, err := purchase.Sign(key, pr.Spec.Payment, o.Registry, plan.N, o.Now(), validFor, o.Cover)
+	if err != nil {
+		return coverError(err)
 	}
 	purchase.AddSigned(&pr, plan.Kept, auths, plan.Total)
 	if err := c.Update(ctx, &pr); err != nil {
@@ -129,5 +145,6 @@ func refillOnce(ctx context.Context, o *RefillOptions, c client.Client, ns strin
 		msg += "; fewer than asked: " + plan.Why
 	}
 	fmt.Fprintln(o.IO.ErrOut, msg)
+	fmt.Fprintln(o.IO.ErrOut, validityLine(&pr, o.Now(), validFor))
 	return nil
 }

@@ -55,6 +55,7 @@ func statusRun(ctx context.Context, o *StatusOptions) error {
 		fmt.Fprintf(w, "Signer:        %s\n", dash(purchase.Signer(&pr)))
 		fmt.Fprintf(w, "Pool:          %d in spec, %d remaining, %d spent, %s spent in all\n", len(pr.Spec.PreSignedAuths), pr.Status.Remaining, pr.Status.Spent, amountOf(p, pr.Status.TotalSpent))
 		fmt.Fprintf(w, "Signed:        %d in all\n", purchase.TotalSigned(&pr))
+		fmt.Fprintf(w, "Validity:      %s\n", validityText(&pr, o.Now()))
 		if ar := pr.Spec.AutoRefill; ar != nil {
 			fmt.Fprintf(w, "Auto-refill:   enabled=%t threshold=%d count=%d maxTotal=%s maxSpendPerDay=%s\n", ar.Enabled, ar.Threshold, ar.Count, capText(ar.MaxTotal), amountOf(p, ar.MaxSpendPerDay))
 		}
@@ -70,4 +71,25 @@ func statusRun(ctx context.Context, o *StatusOptions) error {
 		}
 		return nil
 	})
+}
+
+// validityText says when the request's authorizations expire and, when
+// none is left to pay with, what to run.
+func validityText(pr *v1alpha1.PurchaseRequest, now time.Time) string {
+	v := purchase.ValidityOf(pr, now)
+	refill := fmt.Sprintf("run `obol buy refill %s --key-file KEY --count N`", pr.Name)
+	switch {
+	case v.Last.IsZero():
+		return "no authorizations: " + refill
+	case v.Unexpired == 0:
+		return fmt.Sprintf("every authorization expired (the last at %s, %s ago): %s", v.Last.UTC().Format(time.RFC3339), now.Sub(v.Last).Round(time.Second), refill)
+	}
+	s := fmt.Sprintf("%d unexpired; the next expires at %s (in %s), the last at %s (in %s)", v.Unexpired,
+		v.Next.UTC().Format(time.RFC3339), v.Next.Sub(now).Round(time.Second), v.Last.UTC().Format(time.RFC3339), v.Last.Sub(now).Round(time.Second))
+	if pr.Status.ObservedGeneration > 0 && pr.Status.Remaining <= 0 {
+		s += "; none remains to pay with: " + refill
+	} else {
+		s += "; then " + refill + " (or keep it topped up with `obol buy refill --watch`)"
+	}
+	return s
 }

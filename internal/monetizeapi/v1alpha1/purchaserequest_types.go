@@ -164,6 +164,14 @@ type PurchaseRequestStatus struct {
 	// WalletBalance of the signer, atomic units of the asset.
 	// +optional
 	WalletBalance string `json:"walletBalance,omitempty"`
+	// ValidUntil is when the last pre-signed authorization expires: after
+	// it the proxy pays nothing until `obol buy refill` signs more.
+	// +optional
+	ValidUntil *metav1.Time `json:"validUntil,omitempty"`
+	// NextExpiry is when the earliest authorization not yet expired
+	// expires (a seller's maxTimeoutSeconds bounds each one's validity).
+	// +optional
+	NextExpiry *metav1.Time `json:"nextExpiry,omitempty"`
 	// ProbedAt is when the endpoint's price was last probed.
 	// +optional
 	ProbedAt *metav1.Time `json:"probedAt,omitempty"`

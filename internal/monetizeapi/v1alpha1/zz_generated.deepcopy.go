@@ -266,6 +266,14 @@ func (in *PurchaseRequestStatus) DeepCopyInto(out *PurchaseRequestStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.ValidUntil != nil {
+		in, out := &in.ValidUntil, &out.ValidUntil
+		*out = (*in).DeepCopy()
+	}
+	if in.NextExpiry != nil {
+		in, out := &in.NextExpiry, &out.NextExpiry
+		*out = (*in).DeepCopy()
+	}
 	if in.ProbedAt != nil {
 		in, out := &in.ProbedAt, &out.ProbedAt
 		*out = (*in).DeepCopy()
