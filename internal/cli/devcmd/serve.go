@@ -84,7 +84,13 @@ func upstreamRun(opts *UpstreamOptions) error {
 type ForwardOptions struct {
 	ServeOptions
 	To string
+	// Drain bounds how long forwarding goes on once asked to stop.
+	Drain time.Duration
 }
+
+// forwardQuiet is how long no connection may be open before a stopping
+// forwarder exits.
+const forwardQuiet = time.Second
 
 // NewCmdForward builds `obol dev forward`; runF replaces forwardRun in tests.
 func NewCmdForward(f *cmdutil.Factory, runF func(*ForwardOptions) error) *cobra.Command {
@@ -97,7 +103,13 @@ func NewCmdForward(f *cmdutil.Factory, runF func(*ForwardOptions) error) *cobra.
 The verifier talks plain HTTP to a facilitator only on loopback. The devnet
 that obol stack install --devnet runs puts this next to each verifier, on
 127.0.0.1:4021, forwarding to the devnet's facilitator Service, so a
-development cluster needs no TLS. Never use it to carry real payments.`,
+development cluster needs no TLS. Never use it to carry real payments.
+
+On SIGTERM it keeps forwarding, new connections too, until no connection has
+been open for a second (at most --drain): the verifier next to it stops at
+the same time and still settles the paid requests it is finishing through
+it. Cutting those connections once lost settlement answers (a payment
+charged on chain, answered 402).`,
 		Example: `  obol dev forward --listen 127.0.0.1:4021 --to obol-facilitator.obol-system.svc:4021`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -117,6 +129,7 @@ development cluster needs no TLS. Never use it to carry real payments.`,
 	}
 	cmd.Flags().StringVar(&opts.Listen, "listen", "127.0.0.1:4021", "address to accept connections on")
 	cmd.Flags().StringVar(&opts.To, "to", "", "host:port each connection is forwarded to (required)")
+	cmd.Flags().DurationVar(&opts.Drain, "drain", cmdutil.DefaultShutdownTimeout, "on SIGTERM, keep forwarding until no connection is open (at most this long)")
 	return cmd
 }
 
@@ -153,15 +166,15 @@ func forwardRun(opts *ForwardOptions) error {
 			go func() {
 				defer wg.Done()
 				defer in.Close()
+				track(in, true)
+				defer track(in, false)
 				out, err := net.DialTimeout("tcp", opts.To, 10*time.Second)
 				if err != nil {
 					log.Warn("forward: dial failed", "to", opts.To, "err", err)
 					return
 				}
 				defer out.Close()
-				track(in, true)
 				track(out, true)
-				defer track(in, false)
 				defer track(out, false)
 				done := make(chan struct{}, 2)
 				go func() { _, _ = io.Copy(out, in); closeWrite(out); done <- struct{}{} }()
@@ -171,7 +184,30 @@ func forwardRun(opts *ForwardOptions) error {
 			}()
 		}
 	}
-	shutdown := func(ctx context.Context) error {
+	open := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+	// Keep forwarding until no connection has been open for forwardQuiet
+	// (the process next to us finished with us), or Drain is over.
+	shutdown := func(context.Context) error {
+		drain := opts.Drain
+		if drain <= 0 {
+			drain = cmdutil.DefaultShutdownTimeout
+		}
+		deadline := time.Now().Add(drain)
+		quietSince := time.Now()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for time.Now().Before(deadline) {
+			if open() > 0 {
+				quietSince = time.Now()
+			} else if time.Since(quietSince) >= forwardQuiet {
+				break
+			}
+			<-tick.C
+		}
 		ln.Close()
 		mu.Lock()
 		for c := range conns {

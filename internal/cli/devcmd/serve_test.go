@@ -3,11 +3,14 @@ package devcmd
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,5 +147,73 @@ func TestKeysWaitsForTheChain(t *testing.T) {
 	opts.ChainID, opts.WaitTimeout = 31337, 600*time.Millisecond
 	if err := keysRun(opts); err == nil || !strings.Contains(err.Error(), "want 0x7a69") {
 		t.Errorf("wrong chain id: %v", err)
+	}
+}
+
+// Stopping the forwarder next to a verifier must not cut the settlement
+// the verifier is finishing: a request in flight completes, a new
+// connection during the drain is still forwarded, and it exits once no
+// connection is open.
+func TestForwardDrainsOnStop(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		io.WriteString(w, "settled")
+	}))
+	defer up.Close()
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock() // before up.Close: a failed test must not leave /slow waiting
+	ios, _, _, _ := cmdutil.Test()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc, errc := make(chan string, 1), make(chan error, 1)
+	go func() {
+		errc <- forwardRun(&ForwardOptions{ServeOptions: ServeOptions{IO: ios, Listen: "127.0.0.1:0", Context: ctx,
+			Ready: func(a string) { addrc <- a }}, To: strings.TrimPrefix(up.URL, "http://"), Drain: 20 * time.Second})
+	}()
+	fwd := "http://" + <-addrc
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path string) (string, error) {
+		resp, err := client.Get(fwd + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	slow := make(chan error, 1)
+	go func() {
+		body, err := get("/slow")
+		if err == nil && body != "settled" {
+			err = fmt.Errorf("body %q", body)
+		}
+		slow <- err
+	}()
+	<-entered
+	cancel() // SIGTERM
+	if body, err := get("/fast"); err != nil || body != "settled" {
+		t.Fatalf("a new connection while draining: %q %v", body, err)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("the forwarder exited with a request in flight: %v", err)
+	default:
+	}
+	unblock()
+	if err := <-slow; err != nil {
+		t.Fatalf("the request in flight when the forwarder was stopped: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarder did not exit once no connection was open")
 	}
 }
