@@ -2,6 +2,7 @@ package stack
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	obolchart "github.com/obolstack/obol/charts/obol"
+	"github.com/obolstack/obol/internal/verifier"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -532,5 +534,40 @@ func TestMakeImageTagMatchesChartDefault(t *testing.T) {
 	c := containers(t, find(objs, "Deployment", "obol-verifier"))[0]
 	if c["image"] != repo+":v9.8.7" {
 		t.Errorf("chart default image %v, want %s:<binary version> as make image tags it", c["image"], repo)
+	}
+}
+
+// verifier.discoveryRoute.enabled publishes the discovery documents on the
+// controller's Gateway; off by default.
+func TestRenderDiscoveryRoute(t *testing.T) {
+	_, objs := render(t, RenderOptions{})
+	if find(objs, "HTTPRoute", "") != nil {
+		t.Fatal("an HTTPRoute is rendered by default")
+	}
+	_, objs = render(t, RenderOptions{Namespace: "obol", Values: map[string]any{"verifier": map[string]any{"discoveryRoute": map[string]any{"enabled": true}}}})
+	r := find(objs, "HTTPRoute", "obol-verifier-discovery")
+	if r == nil {
+		t.Fatal("no HTTPRoute obol-verifier-discovery")
+	}
+	parents, _, _ := unstructured.NestedSlice(r.Object, "spec", "parentRefs")
+	rules, _, _ := unstructured.NestedSlice(r.Object, "spec", "rules")
+	if len(parents) != 1 || parents[0].(map[string]any)["name"] != "traefik-gateway" || parents[0].(map[string]any)["namespace"] != "traefik" || len(rules) != 1 {
+		t.Fatalf("route spec %v", r.Object["spec"])
+	}
+	rule := rules[0].(map[string]any)
+	var paths []string
+	for _, m := range rule["matches"].([]any) {
+		p := m.(map[string]any)["path"].(map[string]any)
+		paths = append(paths, p["type"].(string)+" "+p["value"].(string))
+	}
+	if strings.Join(paths, ",") != "Exact /openapi.json,Exact /.well-known/x402,Exact /.well-known/x402.json" {
+		t.Errorf("paths %v", paths)
+	}
+	be := rule["backendRefs"].([]any)[0].(map[string]any)
+	if be["name"] != "obol-verifier" || fmt.Sprint(be["port"]) != "8080" {
+		t.Errorf("backend %v", be)
+	}
+	if verifier.PathOpenAPI != "/openapi.json" || verifier.PathWellKnownX402 != "/.well-known/x402" {
+		t.Error("the route's paths are not the verifier's")
 	}
 }
