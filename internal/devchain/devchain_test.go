@@ -85,6 +85,7 @@ func rpcCall(t *testing.T, url, host, method string, params ...any) (json.RawMes
 }
 
 func TestDevChainServesJSONRPCAndToken(t *testing.T) {
+	t.Parallel()
 	keyDir := filepath.Join(t.TempDir(), "keys")
 	c := startChain(t, devchain.Config{KeyDir: keyDir})
 
@@ -211,6 +212,7 @@ func settle(t *testing.T, ctx context.Context, cl *ethclient.Client, c *devchain
 }
 
 func TestTransferWithAuthorizationSettlesOnce(t *testing.T) {
+	t.Parallel()
 	c := startChain(t, devchain.Config{})
 	ctx := context.Background()
 	cl, err := ethclient.Dial(c.RPCURL)
@@ -300,6 +302,7 @@ func TestTransferWithAuthorizationSettlesOnce(t *testing.T) {
 }
 
 func TestMintAndCustomConfig(t *testing.T) {
+	t.Parallel()
 	c := startChain(t, devchain.Config{ChainID: 31337, TokenName: "USD Coin", Buyers: 1, MintPerBuyer: big.NewInt(5)})
 	ctx := context.Background()
 	if id, err := c.Client().ChainID(ctx); err != nil || id.Int64() != 31337 {
@@ -326,6 +329,7 @@ func TestMintAndCustomConfig(t *testing.T) {
 }
 
 func TestListenAddressInUse(t *testing.T) {
+	t.Parallel()
 	c := startChain(t, devchain.Config{Buyers: -1})
 	addr := strings.TrimPrefix(c.RPCURL, "http://")
 	_, err := devchain.Start(context.Background(), devchain.Config{ListenAddr: addr})
@@ -392,6 +396,7 @@ func ethCryptoHex(s string) (*ecdsa.PrivateKey, error) {
 // Layout tells clients of a chain running elsewhere (a pod) its accounts and
 // token without asking it: it must agree with what Start deploys.
 func TestLayoutPredictsStart(t *testing.T) {
+	t.Parallel()
 	cfg := devchain.Config{Buyers: 2, TokenName: "USD Coin", ChainID: 31337}
 	c := startChain(t, cfg)
 	keyDir := filepath.Join(t.TempDir(), "keys")
@@ -450,6 +455,7 @@ func TestBlockTimeFollowsWallClock(t *testing.T) {
 // evm assumes the default dev token's address without a stack file (a
 // devnet in a cluster); it must be where devchain deploys it.
 func TestTokenAddressIsEVMDevTokenAddress(t *testing.T) {
+	t.Parallel()
 	if got, want := devchain.TokenAddress(), common.HexToAddress(evm.DevTokenAddress); got != want {
 		t.Errorf("devchain.TokenAddress() = %s, evm.DevTokenAddress = %s", got.Hex(), want.Hex())
 	}

@@ -6,6 +6,7 @@ import (
 )
 
 func TestVirtualHosts(t *testing.T) {
+	t.Parallel()
 	for host, want := range map[string][]string{
 		"127.0.0.1": {"localhost", "127.0.0.1"},
 		"localhost": {"localhost", "localhost"},

@@ -14,6 +14,7 @@ import (
 )
 
 func TestNewClientURLRules(t *testing.T) {
+	t.Parallel()
 	for _, ok := range []string{"https://x402.org/facilitator", "http://127.0.0.1:4021", "http://localhost:4021/", "http://[::1]:4021", "http://127.1.2.3"} {
 		if _, err := NewClient(ok); err != nil {
 			t.Errorf("NewClient(%q): %v", ok, err)
@@ -48,6 +49,7 @@ func testRequest(t *testing.T) x402.VerifyRequest {
 }
 
 func TestClientFailureStyles(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	type want struct {
 		err       bool

@@ -56,6 +56,7 @@ func hasKeys(t *testing.T, what string, got []byte, want []byte) {
 }
 
 func TestConformanceSpecVerifyBodiesAccepted(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, nil)
 	// Posted byte for byte as the specification prints them; the v2 body
 	// has no top-level x402Version.
@@ -82,6 +83,7 @@ func TestConformanceSpecVerifyBodiesAccepted(t *testing.T) {
 }
 
 func TestConformanceSupportedShape(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, nil)
 	res, err := http.Get(env.url + "/supported")
 	if err != nil {
@@ -112,6 +114,7 @@ func TestConformanceSupportedShape(t *testing.T) {
 }
 
 func TestConformanceClientReadsSpecAnswers(t *testing.T) {
+	t.Parallel()
 	answers := map[string]string{
 		"/verify":    "verify-response-invalid.json",
 		"/settle":    "settle-response-failure.json",

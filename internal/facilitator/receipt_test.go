@@ -9,6 +9,7 @@ import (
 // configured interval (a fixed 100 ms made most dev-chain settlements take
 // 100–250 ms though the chain seals at once).
 func TestReceiptBackoff(t *testing.T) {
+	t.Parallel()
 	max := 100 * time.Millisecond
 	want := []time.Duration{5, 10, 20, 40, 80, 100, 100}
 	for i, w := range want {

@@ -30,6 +30,7 @@ import (
 //	OBOL_TOKEN_NAME, OBOL_TOKEN_VERSION  EIP-712 domain (default USDC, 2)
 //	OBOL_X402_VERSION     1 or 2 (default 2)
 func TestScriptedPayment(t *testing.T) {
+	t.Parallel()
 	base := os.Getenv("OBOL_FACILITATOR_URL")
 	if base == "" {
 		t.Skip("set OBOL_FACILITATOR_URL (and OBOL_BUYER_KEY_FILE, OBOL_PAY_TO, OBOL_TOKEN) to pay through a running facilitator; see docs/facilitator.md")

@@ -122,6 +122,7 @@ func decodeVerify(t *testing.T, b []byte) x402.VerifyResponse {
 }
 
 func TestVerifyPublicVectorBothVersions(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, nil)
 	for _, version := range []int{x402.Version1, x402.Version2} {
 		vr := buildRequest(t, version, vecRequirement(), vecRequirement(), vecPayload())
@@ -141,6 +142,7 @@ func TestVerifyPublicVectorBothVersions(t *testing.T) {
 }
 
 func TestVerifyReasonsInOrder(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, nil)
 	type mut struct {
 		name    string
@@ -237,6 +239,7 @@ func TestVerifyReasonsInOrder(t *testing.T) {
 }
 
 func TestMalformedBodies(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, nil)
 	good := buildRequest(t, 2, vecRequirement(), vecRequirement(), vecPayload())
 	cases := []struct {
@@ -323,6 +326,7 @@ func selector(params json.RawMessage) string {
 func word(b byte) string { return "0x" + strings.Repeat("00", 31) + fmt.Sprintf("%02x", b) }
 
 func TestSimulationDiagnosis(t *testing.T) {
+	t.Parallel()
 	twa := hex.EncodeToString(token.ABI().Methods["transferWithAuthorization"].ID)
 	state := hex.EncodeToString(token.ABI().Methods["authorizationState"].ID)
 	bal := hex.EncodeToString(token.ABI().Methods["balanceOf"].ID)
@@ -370,6 +374,7 @@ func TestSimulationDiagnosis(t *testing.T) {
 }
 
 func TestRPCErrorIsUnexpected(t *testing.T) {
+	t.Parallel()
 	f := &fakeRPC{call: func(json.RawMessage) (any, map[string]any) {
 		return nil, map[string]any{"code": -32000, "message": "header not found"}
 	}}
@@ -396,6 +401,7 @@ func TestRPCErrorIsUnexpected(t *testing.T) {
 }
 
 func TestNoContractAtToken(t *testing.T) {
+	t.Parallel()
 	f := &fakeRPC{code: "0x"}
 	env := newUnitEnv(t, f)
 	vr := buildRequest(t, 2, vecRequirement(), vecRequirement(), vecPayload())
@@ -407,6 +413,7 @@ func TestNoContractAtToken(t *testing.T) {
 }
 
 func TestSupportedHealthAndMetrics(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, nil)
 	cl, err := NewClient(env.url)
 	if err != nil {
@@ -461,6 +468,7 @@ func TestSupportedHealthAndMetrics(t *testing.T) {
 }
 
 func TestNewServerChecks(t *testing.T) {
+	t.Parallel()
 	f := &fakeRPC{chainID: "0x2105"} // 8453, base
 	rpcSrv := f.serve(t)
 	key, _ := crypto.GenerateKey()
@@ -555,6 +563,7 @@ func highSTwin(t *testing.T, hexSig string) string {
 // Malformed bodies are explained in the buyer's terms: the field path as
 // written, the expected type in words, no Go type names.
 func TestMalformedBodyInUserTerms(t *testing.T) {
+	t.Parallel()
 	env := newUnitEnv(t, &fakeRPC{chainID: "0x14a34"})
 	req := `{"scheme":"exact","network":"eip155:84532","amount":"1000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":60,"extra":{"name":5,"version":"2"}}`
 	for _, c := range []struct{ body, want string }{

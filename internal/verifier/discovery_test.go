@@ -507,6 +507,7 @@ routes:
 // A bad discovery block in a pricing file is reported with its field path
 // and line, like every other field.
 func TestDiscoveryErrorsNameFieldAndLine(t *testing.T) {
+	t.Parallel()
 	_, err := ParseAndCompile("pricing.yaml", []byte(`payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
 facilitatorURL: http://127.0.0.1:4021
