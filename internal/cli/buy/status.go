@@ -84,7 +84,7 @@ func validityText(pr *v1alpha1.PurchaseRequest, now time.Time) string {
 	case v.Unexpired == 0:
 		return fmt.Sprintf("every authorization expired (the last at %s, %s ago): %s", v.Last.UTC().Format(time.RFC3339), now.Sub(v.Last).Round(time.Second), refill)
 	}
-	s := fmt.Sprintf("%d unexpired; the next expires at %s (in %s), the last at %s (in %s)", v.Unexpired,
+	s := fmt.Sprintf("%d in the spec not expired (used ones included); the next expires at %s (in %s), the last at %s (in %s)", v.Unexpired,
 		v.Next.UTC().Format(time.RFC3339), v.Next.Sub(now).Round(time.Second), v.Last.UTC().Format(time.RFC3339), v.Last.Sub(now).Round(time.Second))
 	if pr.Status.ObservedGeneration > 0 && pr.Status.Remaining <= 0 {
 		s += "; none remains to pay with: " + refill

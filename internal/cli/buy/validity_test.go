@@ -19,7 +19,7 @@ func TestValidityTextSaysWhenAndWhatToRun(t *testing.T) {
 	pr.Spec.PreSignedAuths = []v1alpha1.PreSignedAuth{auth(-time.Minute), auth(45 * time.Second), auth(2 * time.Minute)}
 	pr.Status.ObservedGeneration, pr.Status.Remaining = 1, 2
 	got := validityText(pr, now)
-	for _, want := range []string{"2 unexpired", "the next expires at 2027-01-15T08:00:45Z (in 45s)", "the last at 2027-01-15T08:02:00Z (in 2m0s)", "obol buy refill weather"} {
+	for _, want := range []string{"2 in the spec not expired", "the next expires at 2027-01-15T08:00:45Z (in 45s)", "the last at 2027-01-15T08:02:00Z (in 2m0s)", "obol buy refill weather"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("validity %q lacks %q", got, want)
 		}
