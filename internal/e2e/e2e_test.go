@@ -82,6 +82,7 @@ func TestMarketplaceInCluster(t *testing.T) {
 		{"PaidCall", stepPaidCall},
 		{"Monitoring", stepMonitoring},
 		{"BuyerProxy", stepBuyerProxy},
+		{"Dashboard", stepDashboard},
 		{"PauseResumeDelete", stepPauseResumeDelete},
 		{"UpgradeUnderLoad", stepUpgradeUnderLoad},
 		{"VerifierPodDelete", stepVerifierPodDelete},
