@@ -34,11 +34,15 @@ LDFLAGS   := -s -w -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Commit=$(C
 # Package directories whose tests define fuzz targets or benchmarks.
 pkgs_with = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func $(1)' . 2>/dev/null | grep -v -e '/node_modules/' -e '/testdata/')))
 # Fuzzing in `make test` covers the wire protocol and the price parser (every
-# header decoder, the amount parser). Other packages' fuzz seeds run as unit
+# header decoder, the amount parser), and FUZZ_TARGETS below. Other packages' fuzz seeds run as unit
 # tests; fuzz every package that has targets with `make fuzz FUZZ_PKGS=all`.
 FUZZ_PKGS  ?= ./internal/x402/ ./internal/evm/
+# Single targets fuzzed besides FUZZ_PKGS, as PKG:TARGET: the verifier's
+# check that no free path reaches what a priced route sells.
+FUZZ_TARGETS ?= ./internal/verifier/:FuzzFreeNeverReachesPriced
 ifeq ($(FUZZ_PKGS),all)
 override FUZZ_PKGS := $(call pkgs_with,Fuzz)
+override FUZZ_TARGETS :=
 endif
 BENCH_PKGS ?= $(call pkgs_with,Benchmark)
 
@@ -73,7 +77,8 @@ lint: ## go vet, and fail if gofmt would change a file
 fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
 	@pkgs="$(FUZZ_PKGS)"; \
 	if [ -z "$$pkgs" ]; then echo "fuzz: no Fuzz targets"; exit 0; fi; \
-	$(GO) test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ {f[n++] = $$1; next} /^ok/ {for (i = 0; i < n; i++) print $$2, f[i]; n = 0}' | \
+	{ $(GO) test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ {f[n++] = $$1; next} /^ok/ {for (i = 0; i < n; i++) print $$2, f[i]; n = 0}'; \
+	  for t in $(FUZZ_TARGETS); do echo "$${t%%:*} $${t##*:}"; done; } | \
 	while read -r pkg target; do \
 		echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; \

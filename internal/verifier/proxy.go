@@ -57,10 +57,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	target := route.Upstream
-	path := clean
-	if route.StripPrefix {
-		path = stripPrefix(clean, route.Pattern.LiteralPrefix())
-	}
+	path := forwardPath(route, clean)
 	if route.Free {
 		s.metrics.request(route)
 		s.forward(s.freeProxy, w, r, &proxyCtx{target: target, path: path, route: route})
@@ -100,6 +97,15 @@ func (s *Server) forward(p *httputil.ReverseProxy, w http.ResponseWriter, r *htt
 	}
 	pc.in = r
 	p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxyCtxKey{}, pc)))
+}
+
+// forwardPath is the path route sends upstream for a clean request path
+// (below the upstream URL's own path, which rewrite joins in front).
+func forwardPath(route *Route, clean string) string {
+	if route.StripPrefix {
+		return stripPrefix(clean, route.Pattern.LiteralPrefix())
+	}
+	return clean
 }
 
 // rewrite builds the upstream request.
