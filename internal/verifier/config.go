@@ -102,6 +102,11 @@ type RouteSpec struct {
 	// Settle is when a paid request is settled in proxy mode:
 	// after-response (default) or on-headers.
 	Settle string `yaml:"settle" json:"settle,omitempty"`
+	// UpstreamTimeout bounds a paid request's wait for its upstream in
+	// proxy mode (a duration such as 30s; default 60s): for the whole
+	// answer with settle: after-response, for the status and headers with
+	// on-headers. Beyond it: 504, not charged.
+	UpstreamTimeout string `yaml:"upstreamTimeout" json:"upstreamTimeout,omitempty"`
 	// Discovery describes the route to buyers and indexers: its entry in
 	// /openapi.json and /.well-known/x402 and the bazaar extension of its
 	// 402 (see discovery.go).
@@ -229,6 +234,9 @@ type Route struct {
 	// stream the body (settle: on-headers); else settle after the whole
 	// answer (after-response).
 	SettleOnHeaders bool
+	// UpstreamTimeout is the route's upstreamTimeout; 0 means the
+	// server's (Options.UpstreamTimeout).
+	UpstreamTimeout time.Duration
 	authHeader      string
 	authValue       string
 
@@ -690,6 +698,14 @@ func (c *compiler) route(p string, i int, rs *RouteSpec, cfg *Config, g globals,
 		r.authHeader, r.authValue = c.upstreamAuth(p+".upstreamAuth", a)
 	}
 	r.Discovery, r.disc = c.discovery(p, rs.Discovery, r.MimeType)
+	if rs.UpstreamTimeout != "" {
+		d, err := time.ParseDuration(rs.UpstreamTimeout)
+		if err != nil || d <= 0 {
+			c.fail(p+".upstreamTimeout", "%q is not a positive duration such as 30s", rs.UpstreamTimeout)
+		} else {
+			r.UpstreamTimeout = d
+		}
+	}
 	switch rs.Settle {
 	case "", SettleAfterResponse:
 	case SettleOnHeaders:

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 
 	"github.com/obolstack/obol/internal/x402"
 )
@@ -23,6 +24,9 @@ type proxyCtx struct {
 	route    *Route // nil for an unmatched path
 	pay      *payment
 	maxBytes int64
+	// headerTimer bounds the wait for the upstream's headers (settle:
+	// on-headers).
+	headerTimer *time.Timer
 }
 
 func proxyCtxOf(r *http.Request) *proxyCtx {
@@ -78,16 +82,34 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	defer pm.finish()
 	p := s.paidProxy
+	timeout := s.upstreamTimeout(route)
+	pc := &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes}
 	if route.SettleOnHeaders {
+		// The status and headers must arrive within the upstream timeout;
+		// the body then streams for as long as it takes. modifyPaid stops
+		// the timer before it settles; a timer that already fired wins.
 		p = s.streamProxy
+		ctx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		pc.headerTimer = time.AfterFunc(timeout, func() { cancel(errUpstreamTimeout) })
+		defer pc.headerTimer.Stop()
+		r = r.WithContext(ctx)
 	} else {
 		// A buffered answer must arrive within the upstream timeout: the
 		// authorization stays locked while the gate waits.
-		ctx, cancel := context.WithTimeoutCause(r.Context(), s.opts.UpstreamTimeout, errUpstreamTimeout)
+		ctx, cancel := context.WithTimeoutCause(r.Context(), timeout, errUpstreamTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
-	s.forward(p, w, r, &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes})
+	s.forward(p, w, r, pc)
+}
+
+// upstreamTimeout is the route's upstreamTimeout, or the server's.
+func (s *Server) upstreamTimeout(route *Route) time.Duration {
+	if route != nil && route.UpstreamTimeout > 0 {
+		return route.UpstreamTimeout
+	}
+	return s.opts.UpstreamTimeout
 }
 
 func (s *Server) forward(p *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request, pc *proxyCtx) {
@@ -148,6 +170,9 @@ func (s *Server) modifyPaid(res *http.Response) error {
 		s.log.Info("upstream answered an error; passed through, buyer not charged", "offer", pc.route.Offer.Name, "status", res.StatusCode)
 		return nil
 	}
+	if pc.headerTimer != nil && !pc.headerTimer.Stop() {
+		return errUpstreamTimeout // the headers came too late: not settled
+	}
 	if pc.in.Context().Err() != nil {
 		return errClientGone
 	}
@@ -168,8 +193,12 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &a):
 		a.write(w)
-	case errors.Is(context.Cause(r.Context()), errUpstreamTimeout):
-		writeJSONError(w, r, http.StatusGatewayTimeout, errorBody{Error: fmt.Sprintf("the upstream did not answer within %s: not served, not charged", s.opts.UpstreamTimeout)})
+	case errors.Is(context.Cause(r.Context()), errUpstreamTimeout), errors.Is(err, errUpstreamTimeout):
+		var route *Route
+		if pc := proxyCtxOf(r); pc != nil {
+			route = pc.route
+		}
+		writeJSONError(w, r, http.StatusGatewayTimeout, errorBody{Error: fmt.Sprintf("the upstream did not answer within %s: not served, not charged", s.upstreamTimeout(route))})
 	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
 		w.WriteHeader(http.StatusBadGateway)
 	case errors.Is(err, errResponseTooLarge):
