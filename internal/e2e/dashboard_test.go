@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +16,13 @@ import (
 // stepDashboard checks the chart's Grafana dashboard against the cluster:
 // the ConfigMap is installed with the sidecar label, and after the paid
 // calls every panel's query, with the Grafana variables set to "All",
-// returns data from the cluster's Prometheus. It runs after the buyer
-// proxy step, whose PurchaseRequest gives the buyer panels their series,
-// and adds what the earlier steps did not: a refused payment (a failure
-// reason).
+// returns data from the cluster's Prometheus. To give every panel
+// something to show it adds a refused payment (a failure reason) and a
+// PurchaseRequest of its own (the buyer step deletes its one) that the
+// buyer proxy loads, with one call through the proxy.
+// dashboardPurchase is the PurchaseRequest the dashboard step creates.
+const dashboardPurchase = "dashboard"
+
 func stepDashboard(t *testing.T, e *env) {
 	cm, err := e.cluster.Clientset.CoreV1().ConfigMaps(e.ns).Get(ctx(t), "obol-grafana-dashboard", metav1.GetOptions{})
 	if err != nil {
@@ -44,17 +47,30 @@ func stepDashboard(t *testing.T, e *env) {
 		t.Fatalf("malformed payment: HTTP %d %v: %s", status, err, body)
 	}
 
-	// The buyer step's PurchaseRequest, as Prometheus sees it.
-	eventually(t, 2*time.Minute, "the buyer proxy's authorization gauges in Prometheus", func() error {
-		v, err := e.promQuery(t, `obol_x402_buyer_auth_remaining`)
-		if err != nil {
-			return err
+	// Pre-signed authorizations for the buyer proxy, from buyer-2.
+	out := e.obolCmd(t, 2*time.Minute, "buy", "create", dashboardPurchase, "-n", e.ns, "--endpoint", verifier+offerPath,
+		"--count", "3", "--key-file", filepath.Join(e.keyDir, "buyer-2.key"), "--max-amount", "0.01", "--chain", "obol-dev")
+	t.Logf("obol buy create %s:\n%s", dashboardPurchase, out)
+	t.Cleanup(func() {
+		if _, errOut, err := e.obolTry(time.Minute, "buy", "delete", dashboardPurchase, "-n", e.ns); err != nil {
+			t.Errorf("obol buy delete %s: %v: %s", dashboardPurchase, err, errOut)
 		}
-		if len(v) == 0 {
-			return errors.New("no obol_x402_buyer_auth_remaining series yet")
+	})
+	eventually(t, 3*time.Minute, "the buyer proxy's gauges for "+dashboardPurchase+" in Prometheus", func() error {
+		for _, m := range []string{"obol_x402_buyer_auth_remaining", "obol_x402_buyer_auth_spent"} {
+			v, err := e.promQuery(t, fmt.Sprintf(`%s{upstream=%q}`, m, dashboardPurchase))
+			if err != nil {
+				return err
+			}
+			if len(v) == 0 {
+				return fmt.Errorf("no %s series for %s yet", m, dashboardPurchase)
+			}
 		}
 		return nil
 	})
+	buyerURL := e.serviceURL(t, e.ns, "obol-buyer")
+	status, body, err = httpGet(buyerURL+"/upstream/"+dashboardPurchase+"/", nil)
+	t.Logf("GET through the buyer proxy: HTTP %d %v: %.200s", status, err, body)
 
 	vars := d.Variables()
 	for _, q := range queries {
