@@ -512,9 +512,16 @@ func stepMonitoring(t *testing.T, e *env) {
 func balanceOf(t *testing.T, rpcURL, addr string) *big.Int {
 	t.Helper()
 	data := "0x70a08231" + strings.Repeat("0", 24) + strings.ToLower(strings.TrimPrefix(addr, "0x"))
+	return tokenCall(t, rpcURL, data, "the devnet chain to answer eth_call balanceOf")
+}
+
+// tokenCall runs eth_call against the devnet token with the given calldata,
+// retrying until the chain answers, and returns the result as a number.
+func tokenCall(t *testing.T, rpcURL, data, what string) *big.Int {
+	t.Helper()
 	req := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":%q,"data":%q},"latest"]}`, tokenAddr, data)
 	var out *big.Int
-	eventually(t, 30*time.Second, "the devnet chain to answer eth_call balanceOf", func() error {
+	eventually(t, 30*time.Second, what, func() error {
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		r, err := http.NewRequestWithContext(c, http.MethodPost, rpcURL, strings.NewReader(req))

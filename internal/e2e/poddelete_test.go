@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math/big"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -182,34 +179,5 @@ func authorizationUsed(t *testing.T, rpcURL, payer, nonce string) bool {
 	t.Helper()
 	sel := crypto.Keccak256([]byte("authorizationState(address,bytes32)"))[:4]
 	data := "0x" + hex.EncodeToString(sel) + strings.Repeat("0", 24) + strings.ToLower(strings.TrimPrefix(payer, "0x")) + strings.TrimPrefix(nonce, "0x")
-	req := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":%q,"data":%q},"latest"]}`, tokenAddr, data)
-	var used bool
-	eventually(t, 30*time.Second, "eth_call authorizationState", func() error {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		r, err := http.NewRequestWithContext(c, http.MethodPost, rpcURL, strings.NewReader(req))
-		if err != nil {
-			return err
-		}
-		r.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var res struct {
-			Result string          `json:"result"`
-			Error  json.RawMessage `json:"error"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-			return err
-		}
-		v, ok := new(big.Int).SetString(strings.TrimPrefix(res.Result, "0x"), 16)
-		if len(res.Error) > 0 || !ok {
-			return fmt.Errorf("eth_call: %s %s", res.Result, res.Error)
-		}
-		used = v.Sign() != 0
-		return nil
-	})
-	return used
+	return tokenCall(t, rpcURL, data, "eth_call authorizationState").Sign() != 0
 }
