@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -637,4 +638,52 @@ func asError(err error, target **Error) bool {
 		*target = fe
 	}
 	return ok
+}
+
+// A settle asked again after the authorization's validBefore (a gate that
+// never got the first answer) learns that the payment settled, with its
+// transaction, from the ledger and from the chain after a restart; an
+// expired authorization that was never used is refused, nothing sent.
+func TestSettleAskedAgainAfterValidBefore(t *testing.T) {
+	needChain(t)
+	var late atomic.Bool
+	clock := func(c *Config) {
+		c.Now = func() time.Time {
+			if late.Load() {
+				return time.Now().Add(10 * time.Minute)
+			}
+			return time.Now()
+		}
+	}
+	env := newChainEnv(t, dev.RPCURL, clock)
+	restarted := newChainEnv(t, dev.RPCURL, clock)
+	ctx := x402.WithIdempotencyKey(context.Background(), "payment-late")
+	vr := signed(t, x402.Version2, dev.Buyers[2].Key, devRequirement(), nil)
+	first, err := env.client.Settle(ctx, vr)
+	if err != nil || !first.Success {
+		t.Fatalf("first settle: %+v %v", first, err)
+	}
+	unused := signed(t, x402.Version2, dev.Buyers[2].Key, devRequirement(), nil)
+	nonce := feePayerNonce(t)
+
+	late.Store(true) // both servers' clocks are now past validBefore
+	for i, e := range []*chainEnv{env, restarted} {
+		s, err := e.client.Settle(ctx, vr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Success || s.Transaction != first.Transaction {
+			t.Errorf("asked again after validBefore (server %d): %+v, want success with %s", i, s, first.Transaction)
+		}
+	}
+	s, err := env.client.Settle(ctx, unused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Success || s.ErrorReason != x402.ReasonValidBefore {
+		t.Errorf("an expired, unused authorization: %+v, want refused with %s", s, x402.ReasonValidBefore)
+	}
+	if n := feePayerNonce(t); n != nonce {
+		t.Errorf("fee payer nonce moved from %d to %d: a transaction was sent after validBefore", nonce, n)
+	}
 }

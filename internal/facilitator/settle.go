@@ -215,9 +215,13 @@ func (s *Server) settle(ctx context.Context, vr x402.VerifyRequest, key string) 
 
 func (s *Server) settleChecked(ctx context.Context, vr x402.VerifyRequest, key string) *outcome {
 	const unexpected = x402.ReasonUnexpectedSettleError
-	c, o := s.inspect(vr)
+	c, o := s.inspectWith(vr, false)
 	if o != nil {
 		return o
+	}
+	if o := s.checkWindow(c); o != nil {
+		o.payer = c.payer
+		return s.settleOutsideWindow(ctx, c, o)
 	}
 	k := c.key()
 	var cl claimResult
@@ -295,6 +299,31 @@ func (s *Server) settleChecked(ctx context.Context, vr x402.VerifyRequest, key s
 	sent = tx.Hash()
 	s.log.Debug("settlement sent", "tx", sent.Hex(), "nonce", tx.Nonce(), "payer", c.payer)
 	return s.awaitOutcome(ctx, c, sent)
+}
+
+// settleOutsideWindow answers a settle of an authorization outside its
+// validity window (o says how). Nothing is sent; but a payment that this
+// facilitator settled, or that is used on chain by a transfer of exactly
+// this payment, is answered as settled, with its transaction: a gate that
+// asks again after validBefore, having never received the answer, must
+// learn that the buyer was charged, not that the payment is refused.
+func (s *Server) settleOutsideWindow(ctx context.Context, c *checked, o *outcome) *outcome {
+	if o.reason != x402.ReasonValidBefore {
+		return o
+	}
+	if tx, ok := s.ledger.sent(c.key()); ok {
+		if known := s.outcomeOf(ctx, c, tx); known != nil {
+			return known
+		}
+	}
+	used, err := s.authorizationUsed(ctx, c)
+	if err != nil {
+		return s.rpcFailure(c, x402.ReasonUnexpectedSettleError, err)
+	}
+	if used {
+		return s.settledBefore(ctx, c, &outcome{reason: x402.ReasonNonceAlreadyUsed, payer: c.payer})
+	}
+	return o
 }
 
 // awaitOutcome waits for the receipt of a settlement transaction that was

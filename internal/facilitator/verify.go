@@ -73,6 +73,29 @@ func (c *checked) key() authKey {
 // x402 reference: scheme and network, payload, chain, recipient, value,
 // validity window, EIP-712 domain, asset, signature.
 func (s *Server) inspect(vr x402.VerifyRequest) (*checked, *outcome) {
+	return s.inspectWith(vr, true)
+}
+
+// checkWindow is check 6: the authorization's validity window, now.
+func (s *Server) checkWindow(c *checked) *outcome {
+	if err := evm.CheckWindow(c.auth, s.now(), MinValidity); err != nil {
+		if errors.Is(err, evm.ErrNotYetValid) {
+			return invalid(x402.ReasonValidAfter, "%v", err)
+		}
+		return invalid(x402.ReasonValidBefore, "%v", err)
+	}
+	if c.req.MaxTimeoutSeconds > 0 {
+		if err := evm.CheckMaxValidity(c.auth, s.now(), time.Duration(c.req.MaxTimeoutSeconds)*time.Second); err != nil {
+			return invalid(x402.ReasonValidBefore, "%v", err)
+		}
+	}
+	return nil
+}
+
+// inspectWith runs the checks of inspect; window false leaves out the
+// validity window, which depends on when it is asked: a settle asked again
+// after validBefore must still learn what happened to the payment.
+func (s *Server) inspectWith(vr x402.VerifyRequest, window bool) (*checked, *outcome) {
 	p, req, err := x402.ParseVerifyRequest(vr)
 	if err != nil {
 		reason := x402.ReasonInvalidPayload
@@ -159,15 +182,9 @@ func (s *Server) inspect(vr x402.VerifyRequest) (*checked, *outcome) {
 	}
 
 	// 6. validity window.
-	if err := evm.CheckWindow(auth, s.now(), MinValidity); err != nil {
-		if errors.Is(err, evm.ErrNotYetValid) {
-			return fail(invalid(x402.ReasonValidAfter, "%v", err))
-		}
-		return fail(invalid(x402.ReasonValidBefore, "%v", err))
-	}
-	if req.MaxTimeoutSeconds > 0 {
-		if err := evm.CheckMaxValidity(auth, s.now(), time.Duration(req.MaxTimeoutSeconds)*time.Second); err != nil {
-			return fail(invalid(x402.ReasonValidBefore, "%v", err))
+	if window {
+		if o := s.checkWindow(c); o != nil {
+			return fail(o)
 		}
 	}
 
