@@ -95,6 +95,7 @@ type Stack struct {
 	now       func() time.Time
 	log       *slog.Logger
 	fac       *facilitator.Server
+	gate      *verifier.Server
 	servers   []*http.Server
 	client    *http.Client
 	stackFile string
@@ -237,6 +238,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return nil, fmt.Errorf("demo pricing: %w", err)
 	}
 	s.VerifierURL = s.serve(verifierL, gate.Handler())
+	s.gate = gate
 	s.MetricsURL = s.VerifierURL + verifier.PathMetrics
 	step("verifier      %s (proxy mode; %s and %s cost %s %s, paid to the seller %s)", s.VerifierURL, PathWeather, PathJoke,
 		opts.Price, s.Token.Symbol, s.Seller.Address.Hex())
@@ -393,6 +395,9 @@ func (s *Stack) Close() error {
 			if err := s.servers[i].Shutdown(ctx); err != nil {
 				s.closeErr = errors.Join(s.closeErr, err)
 			}
+		}
+		if s.gate != nil {
+			s.gate.Close()
 		}
 		if s.fac != nil {
 			s.fac.Close()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,6 +155,9 @@ type restartableFacilitator struct {
 	// facilitator settled) until a second /settle arrives.
 	holdFirst bool
 	second    chan struct{}
+	// holdAll, when set, holds every /settle answer (after the
+	// facilitator settled) until it is closed.
+	holdAll atomic.Pointer[chan struct{}]
 	// receiptGaveUp is closed when the facilitator first logs that it
 	// gave up waiting for a settlement's receipt.
 	receiptGaveUp *logEvent
@@ -225,6 +229,21 @@ func (f *restartableFacilitator) serve(ln net.Listener) {
 		if n == 2 && f.second != nil {
 			close(f.second)
 		}
+		if hold := f.holdAll.Load(); hold != nil {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			select {
+			case <-*hold:
+			case <-r.Context().Done():
+				return // the gate gave up on this answer
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
+		}
 		if n != 1 || !f.holdFirst {
 			h.ServeHTTP(w, r)
 			return
@@ -271,11 +290,34 @@ func (f *restartableFacilitator) restart() {
 }
 
 type paidCall struct {
-	nonce  [32]byte
-	served bool
-	status int
-	body   string
-	err    error
+	nonce   [32]byte
+	served  bool
+	status  int
+	body    string
+	err     error
+	pending int // settlement_pending answers before the last
+}
+
+// send sends the paid call once.
+func (r *faultRig) send(client *http.Client, name, value string) (*http.Response, []byte, error) {
+	hr, _ := http.NewRequest(http.MethodGet, r.gate.URL+"/joke", nil)
+	hr.Header.Set(name, value)
+	res, err := client.Do(hr)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return res, body, err
+}
+
+// retryAfter is the pause a settlement_pending answer asks for.
+func retryAfter(res *http.Response) time.Duration {
+	n, err := strconv.Atoi(res.Header.Get("Retry-After"))
+	if err != nil || n <= 0 {
+		return time.Second
+	}
+	return time.Duration(n) * time.Second
 }
 
 type faultRig struct {
@@ -378,20 +420,26 @@ func (r *faultRig) burst(t *testing.T, n int) []paidCall {
 		wg.Add(1)
 		go func(c *paidCall) {
 			defer wg.Done()
-			hr, _ := http.NewRequest(http.MethodGet, r.gate.URL+"/joke", nil)
-			hr.Header.Set(name, value)
-			res, err := client.Do(hr)
-			if err != nil {
-				c.err = err
+			// A buyer asks again, with the same payment, while the
+			// gate answers settlement_pending.
+			for {
+				res, body, err := r.send(client, name, value)
+				if err != nil {
+					c.err = err
+					return
+				}
+				c.status, c.body = res.StatusCode, string(body)
+				if res.StatusCode == http.StatusServiceUnavailable && strings.Contains(c.body, ReasonSettlementPending) && c.pending < 100 {
+					c.pending++
+					time.Sleep(retryAfter(res)) // the buyer's pause, as the gate asked
+					continue
+				}
+				if sr, err := x402.DecodeSettleResponse(x402.HeaderPaymentResponse, res.Header.Get(x402.HeaderPaymentResponse)); err == nil && !sr.Success {
+					c.body += " (" + sr.ErrorMessage + ")"
+				}
+				c.served = res.StatusCode == http.StatusOK && string(body) == `{"weather":"sunny"}`
 				return
 			}
-			body, err := io.ReadAll(res.Body)
-			res.Body.Close()
-			c.status, c.err, c.body = res.StatusCode, err, string(body)
-			if sr, err := x402.DecodeSettleResponse(x402.HeaderPaymentResponse, res.Header.Get(x402.HeaderPaymentResponse)); err == nil && !sr.Success {
-				c.body += " (" + sr.ErrorMessage + ")"
-			}
-			c.served = err == nil && res.StatusCode == http.StatusOK && string(body) == `{"weather":"sunny"}`
 		}(&calls[i])
 	}
 	wg.Wait()
@@ -443,14 +491,19 @@ func (r *faultRig) reconcile(t *testing.T, calls []paidCall) (servedCharged, cha
 func reportFault(t *testing.T, name string, calls []paidCall, sc, cns, snc, neither int) {
 	t.Helper()
 	statuses := map[int]int{}
+	pending, pendingCalls := 0, 0
 	for _, c := range calls {
+		pending += c.pending
+		if c.pending > 0 {
+			pendingCalls++
+		}
 		if statuses[c.status] == 0 && c.status != http.StatusOK {
 			t.Logf("first %d: %s %v", c.status, c.body, c.err)
 		}
 		statuses[c.status]++
 	}
-	t.Logf("%s: %d calls: served+charged %d, charged-not-served %d, served-not-charged %d, neither %d; statuses %v",
-		name, len(calls), sc, cns, snc, neither, statuses)
+	t.Logf("%s: %d calls: served+charged %d, charged-not-served %d, served-not-charged %d, neither %d; final statuses %v; %d calls answered settlement_pending first (%d such answers)",
+		name, len(calls), sc, cns, snc, neither, statuses, pendingCalls, pending)
 	if cns != 0 || snc != 0 {
 		t.Errorf("%s: %d charged-not-served, %d served-not-charged: want 0 and 0", name, cns, snc)
 	}
@@ -564,4 +617,117 @@ func TestFaultHeldSettleAnswer(t *testing.T) {
 	}
 	sc, cns, snc, neither := r.reconcile(t, calls)
 	reportFault(t, "settle answer held", calls, sc, cns, snc, neither)
+}
+
+// A facilitator that settles on chain but whose answers never reach the
+// gate within its settle deadline (held, as a facilitator whose settle
+// queue outlasts the deadline would): the gate keeps the answer pending,
+// keeps asking, and the buyer who sends the same request with the same
+// payment again gets it once the settlement is known. Served once,
+// charged once, the upstream called once.
+func TestFaultSettleOutcomeUnknownPastDeadline(t *testing.T) {
+	r := startFaultRig(t, "1s") // settle deadline 4 s
+	release := make(chan struct{})
+	r.fac.holdAll.Store(&release)
+	ctx := context.Background()
+	sent := r.sentTxs(t)
+	sellerBefore, err := r.chain.BalanceOf(ctx, r.seller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := challenge(t, r.srv.Handler(), "/joke")
+	name, value := (&buyer{key: r.chain.Buyers[0].Key}).pay(t, r.reg, x402.Version2, req)
+	client := &http.Client{Timeout: time.Minute}
+
+	res, body, err := r.send(client, name, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"reason":"`+ReasonSettlementPending+`"`) || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("outcome unknown past the deadline: %d Retry-After %q %s, want 503 settlement_pending with Retry-After", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	if n := sent(); n != 1 {
+		t.Fatalf("%d settlement transactions sent, want 1 (the facilitator settled; only its answer is held)", n)
+	}
+	// Still unknown: asking again is answered the same, nothing served.
+	res, body, err = r.send(client, name, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), ReasonSettlementPending) {
+		t.Fatalf("asked again while unknown: %d %s, want 503 settlement_pending", res.StatusCode, body)
+	}
+
+	close(release) // the facilitator's answers reach the gate again
+	var paid *http.Response
+	wait.Until(t, time.Minute, "the pending payment to be answered", func() bool {
+		res, body, err = r.send(client, name, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), ReasonSettlementPending) {
+			return false
+		}
+		paid = res
+		return true
+	})
+	if paid.StatusCode != http.StatusOK || string(body) != `{"weather":"sunny"}` {
+		t.Fatalf("once settled: %d %s, want 200 and the kept answer", paid.StatusCode, body)
+	}
+	sr, err := x402.DecodeSettleResponse(x402.HeaderPaymentResponse, paid.Header.Get(x402.HeaderPaymentResponse))
+	if err != nil || !sr.Success || sr.Transaction == "" {
+		t.Fatalf("payment response of the collected answer: %+v %v, want success with the transaction", sr, err)
+	}
+	sellerAfter, err := r.chain.BalanceOf(ctx, r.seller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := new(big.Int).Sub(sellerAfter, sellerBefore); d.Int64() != 1000 || sent() != 1 {
+		t.Fatalf("seller received %s in %d transactions, want 1000 in exactly 1", d, sent())
+	}
+	if hits := r.up.hits.Load(); hits != 1 {
+		t.Fatalf("upstream called %d times, want once: the kept answer is served", hits)
+	}
+	// Answered once: the same payment again is a replay.
+	res, body, err = r.send(client, name, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusPaymentRequired || r.up.hits.Load() != 1 {
+		t.Fatalf("the collected payment again: %d %s (upstream hits %d), want 402 and no upstream call", res.StatusCode, body, r.up.hits.Load())
+	}
+	if n := r.srv.pending.unknown(); n != 0 {
+		t.Fatalf("%d payments still pending, want 0", n)
+	}
+}
+
+// The same for a burst: every settle answer is held past the deadline
+// until all calls are pending, then released. Each buyer asks again with
+// its payment until answered: served ⇔ charged for all of them.
+func TestFaultSettleAnswersHeldPastDeadlineBurst(t *testing.T) {
+	r := startFaultRig(t, "1s")
+	release := make(chan struct{})
+	r.fac.holdAll.Store(&release)
+	const n = 40
+	go func() {
+		_ = wait.Poll(2*time.Minute, func() error {
+			if k := r.srv.pending.unknown(); k < n {
+				return fmt.Errorf("%d pending", k)
+			}
+			return nil
+		})
+		close(release)
+	}()
+	calls := r.burst(t, n)
+	sc, cns, snc, neither := r.reconcile(t, calls)
+	reportFault(t, "settle answers held past the settle deadline", calls, sc, cns, snc, neither)
+	for _, c := range calls {
+		if c.pending == 0 {
+			t.Errorf("a call was answered without settlement_pending first (%d %s): the fault was not exercised", c.status, c.body)
+			break
+		}
+	}
+	if sc != n {
+		t.Errorf("%d of %d calls served and charged, want all", sc, n)
+	}
 }

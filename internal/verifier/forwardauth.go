@@ -72,7 +72,12 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, st *st
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	out := pm.settle(r.Context(), r)
+	var out settleOutcome
+	if pm.presettled != nil {
+		out = pm.presettled.pm.outcome(r, pm.presettled.sr)
+	} else {
+		out = pm.settle(r.Context(), r, nil)
+	}
 	if out.fail != nil {
 		out.fail.write(w)
 		return

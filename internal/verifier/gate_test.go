@@ -334,14 +334,15 @@ func TestSettleFailures(t *testing.T) {
 	}
 
 	// A settle that keeps erroring leaves the outcome unknown: asked again
-	// until the settle deadline (4 × 50ms), then 502, withheld, and the
-	// authorization is not accepted again.
+	// until the settle deadline (4 × 50ms), then 503 settlement_pending,
+	// the answer withheld and kept; the same payment again is answered the
+	// same while the outcome stays unknown, without a new verify.
 	g.fac.settle = func(x402.SettleRequest) (*x402.SettleResponse, error) { return nil, errors.New("boom") }
 	name, value = newBuyer(t).pay(t, g.evm, 2, challenge(t, g.h, "/joke"))
 	r = httptest.NewRequest(http.MethodGet, "/joke", nil)
 	r.Header.Set(name, value)
 	_, settlesBefore := g.fac.calls()
-	if w := g.do(r); w.Code != http.StatusBadGateway || strings.Contains(w.Body.String(), "sunny") {
+	if w := g.do(r); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), ReasonSettlementPending) || strings.Contains(w.Body.String(), "sunny") {
 		t.Fatalf("settle error: %d %s", w.Code, w.Body)
 	}
 	verifies, settles := g.fac.calls()
@@ -354,8 +355,8 @@ func TestSettleFailures(t *testing.T) {
 	if got := testutil.ToFloat64(g.metrics.Settlements.WithLabelValues(SettleResultRefused)); got != 1 {
 		t.Errorf("settlements{refused} = %v, want 1", got)
 	}
-	if w := g.do(r.Clone(context.Background())); w.Code != http.StatusPaymentRequired {
-		t.Fatalf("reuse after unknown settlement: %d", w.Code)
+	if w := g.do(r.Clone(context.Background())); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), ReasonSettlementPending) {
+		t.Fatalf("asked again while the settlement is unknown: %d %s", w.Code, w.Body)
 	}
 	if v, _ := g.fac.calls(); v != verifies {
 		t.Fatal("facilitator asked again about a spent authorization")

@@ -153,6 +153,7 @@ func newGate(t testing.TB, doc string) *testGate {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { g.srv.Close() })
 	if err := g.srv.ApplyConfig(compileYAML(t, g.evm, doc)); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,7 @@ const (
 	MetricConfigReloads       = metricsNamespacePrefix + "config_reloads_total"
 	MetricSettlements         = metricsNamespacePrefix + "settlements_total"
 	MetricFacilitatorRequests = metricsNamespacePrefix + "facilitator_requests_total"
+	MetricSettlementsPending  = metricsNamespacePrefix + "settlements_pending"
 )
 
 // Failure reasons of the verifier itself, beside the facilitator's codes.
@@ -69,7 +70,7 @@ var failureReasons = func() map[string]bool {
 	m := map[string]bool{}
 	for _, rs := range [][]string{x402.SpecReasons, x402.ExtensionReasons, {
 		ReasonMalformedPayment, ReasonAuthorizationReused, ReasonFacilitatorError,
-		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonReplayRecordFull, ReasonOther,
+		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonReplayRecordFull, ReasonSettlementPending, ReasonOther,
 	}} {
 		for _, r := range rs {
 			m[r] = true
@@ -134,6 +135,10 @@ type Metrics struct {
 	FacilitatorRequests *prometheus.CounterVec
 	ConfigReloads       *prometheus.CounterVec
 	Settlements         *prometheus.CounterVec
+	// SettlementsPending is the number of payments whose settlement
+	// outcome is still unknown, kept pending for the buyer's retry.
+	SettlementsPending prometheus.GaugeFunc
+	pendingCount       atomic.Pointer[func() int]
 
 	// served is the set of served offers (on their chains). A reload
 	// builds a new set and swaps it in; requests never wait for that.
@@ -262,8 +267,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			[]string{LabelFacilitator, LabelOp, LabelResult}),
 		ConfigReloads: counter(MetricConfigReloads, "Route configuration loads by result (success, failure).", []string{LabelResult}),
 		Settlements: counter(MetricSettlements, "Settle outcomes by result: settled, settled_after_retry, refused (not charged), "+
-			"unknown (no answer within the settle deadline: alert on it).", []string{LabelResult}),
+			"unknown (no answer within the settle deadline: the answer was kept pending; alert on it), "+
+			"settled_late (a pending payment later learned to have settled; one that did not is counted as refused).", []string{LabelResult}),
 	}
+	m.SettlementsPending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricSettlementsPending,
+		Help: "Payments whose settlement outcome is still unknown: their answers are kept for the buyer's retry."},
+		func() float64 {
+			if f := m.pendingCount.Load(); f != nil {
+				return float64((*f)())
+			}
+			return 0
+		})
 	count := func(get func(*offerState) *atomic.Uint64) func(*offerState) (float64, bool) {
 		return func(st *offerState) (float64, bool) { return float64(get(st).Load()), true }
 	}
@@ -295,7 +309,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m.served.Store(&servedSet{byKey: map[offerChain]*offerState{}})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.FacilitatorDuration, m.FacilitatorRequests, m.ConfigReloads, m.Settlements} {
+		for _, c := range []prometheus.Collector{m.FacilitatorDuration, m.FacilitatorRequests, m.ConfigReloads, m.Settlements, m.SettlementsPending} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -304,7 +318,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	// Make both results visible from the start.
 	m.ConfigReloads.WithLabelValues(reloadResultSuccess)
 	m.ConfigReloads.WithLabelValues(reloadResultFailure)
-	for _, r := range []string{SettleResultSettled, SettleResultSettledAfterRetry, SettleResultRefused, SettleResultUnknown} {
+	for _, r := range []string{SettleResultSettled, SettleResultSettledAfterRetry, SettleResultRefused, SettleResultUnknown, SettleResultSettledLate} {
 		m.Settlements.WithLabelValues(r)
 	}
 	return m, nil
@@ -408,6 +422,13 @@ func (m *Metrics) facilitatorDuration(op string, d time.Duration) {
 		return
 	}
 	m.FacilitatorDuration.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// countPending makes SettlementsPending read f.
+func (m *Metrics) countPending(f func() int) {
+	if m != nil {
+		m.pendingCount.Store(&f)
+	}
 }
 
 func (m *Metrics) settlement(result string) {

@@ -34,6 +34,11 @@ type payment struct {
 
 	used      bool   // remember the authorization as spent on finish
 	settleKey string // idempotency key of this payment's settle requests
+	resource  string // the URL paid for
+
+	// presettled is the pending payment this request collects: its
+	// outcome is known to be settled, and nothing is settled again.
+	presettled *pendingPayment
 }
 
 // newSettleKey is a random idempotency key: one per payment, the same for
@@ -49,7 +54,9 @@ func (pm *payment) version() int { return pm.p.Version }
 
 // finish releases the in-flight lock.
 func (pm *payment) finish() {
-	pm.s.guard.release(pm.key, pm.used, pm.expires)
+	if pm.presettled == nil {
+		pm.s.guard.release(pm.key, pm.used, pm.expires)
+	}
 }
 
 // challengeVersion picks the version of the 402 body for a request that
@@ -113,6 +120,23 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		writeMalformed(w, r, &x402.DecodeError{Header: p.Header, Field: field, Err: errors.Unwrap(err)})
 		return nil
 	}
+	key := newAuthKey(route.Chain.CAIP2, route.asset(), auth.From.Hex(), p.Exact.Authorization.Nonce)
+	if pp, found, same, retryAfter := s.pending.claim(key, requestMethod(r), resource, s.now()); found {
+		// The buyer asks again for a payment kept pending.
+		switch {
+		case !same:
+			s.log.Debug("payment refused: pending for another request", "offer", route.Offer.Name, "method", pp.method, "resource", pp.uri)
+			return refuse(ReasonAuthorizationReused)
+		case retryAfter > 0:
+			pendingAnswer(r, retryAfter).write(w)
+			return nil
+		case !pp.sr.Success:
+			pp.pm.outcome(r, pp.sr).fail.write(w)
+			return nil
+		}
+		return &payment{s: s, st: st, route: route, p: p, req: req, amount: pp.pm.amount, payer: pp.pm.payer,
+			key: key, resource: resource, presettled: pp}
+	}
 	if auth.To != route.PayTo {
 		return refuse(x402.ReasonRecipientMismatch)
 	}
@@ -127,7 +151,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		return refuse(x402.ReasonValidBefore)
 	}
 	pm := &payment{s: s, st: st, route: route, p: p, req: req, amount: auth.Value, payer: auth.From.Hex(),
-		key: newAuthKey(route.Chain.CAIP2, route.asset(), auth.From.Hex(), p.Exact.Authorization.Nonce), settleKey: newSettleKey()}
+		key: key, settleKey: newSettleKey(), resource: resource}
 	pm.expires = expiry(auth.ValidBefore, now)
 	ok, used, full := s.guard.acquire(pm.key, now)
 	if used {
@@ -207,7 +231,8 @@ const (
 	SettleResultSettled           = "settled"             // settled at the first attempt
 	SettleResultSettledAfterRetry = "settled_after_retry" // settled after asking again about an unknown outcome
 	SettleResultRefused           = "refused"             // known not settled: the buyer was not charged
-	SettleResultUnknown           = "unknown"             // no answer within the settle deadline: the answer was withheld
+	SettleResultUnknown           = "unknown"             // no answer within the settle deadline: the answer was withheld (kept pending)
+	SettleResultSettledLate       = "settled_late"        // a withheld (pending) payment later learned to have settled
 )
 
 // Settle retry bounds: the first pause after an unknown outcome, and the
@@ -241,32 +266,39 @@ func settleKnown(sr *x402.SettleResponse) bool {
 	return true
 }
 
-// askSettle asks the facilitator to settle until the outcome is known:
-// success, or a refusal. An outcome left unknown (no answer, a timeout, a
-// 5xx, an unexpected error) is asked again, under the same idempotency key,
-// with backoff, until the settle deadline. It returns the last answer or
-// error and how many attempts were made. It runs to completion even if the
-// buyer goes away meanwhile, so the gate always knows what happened.
-func (pm *payment) askSettle(ctx context.Context) (*x402.SettleResponse, int, error) {
+// askOnce asks the facilitator once to settle, under the payment's
+// idempotency key. An error means the outcome is unknown: no answer, a
+// timeout, a 5xx, or an answer that is neither success nor a refusal.
+func (pm *payment) askOnce(ctx context.Context) (*x402.SettleResponse, error) {
 	cfg := pm.st.cfg
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleDeadline(cfg))
+	actx, cancel := context.WithTimeout(x402.WithIdempotencyKey(ctx, pm.settleKey), cfg.FacilitatorTimeout)
 	defer cancel()
-	ctx = x402.WithIdempotencyKey(ctx, pm.settleKey)
+	start := time.Now()
+	sr, err := pm.st.fac.Settle(actx, pm.vreq)
+	pm.s.metrics.facilitatorDuration(facilitatorOpSettle, time.Since(start))
+	if err == nil && sr == nil {
+		err = errors.New("facilitator answered settle with nothing")
+	}
+	if err == nil && !settleKnown(sr) {
+		err = fmt.Errorf("facilitator settle: %s: %s", sr.ErrorReason, sr.ErrorMessage)
+	}
+	return sr, err
+}
+
+// askSettle asks the facilitator to settle until the outcome is known:
+// success, or a refusal. An outcome left unknown is asked again, under the
+// same idempotency key, with backoff, until the settle deadline. It returns
+// the last answer or error and how many attempts were made. It runs to
+// completion even if the buyer goes away meanwhile, so the gate always
+// knows what happened.
+func (pm *payment) askSettle(ctx context.Context) (*x402.SettleResponse, int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleDeadline(pm.st.cfg))
+	defer cancel()
 	backoff := settleBackoffFirst
 	for attempt := 1; ; attempt++ {
-		actx, acancel := context.WithTimeout(ctx, cfg.FacilitatorTimeout)
-		start := time.Now()
-		sr, err := pm.st.fac.Settle(actx, pm.vreq)
-		acancel()
-		pm.s.metrics.facilitatorDuration(facilitatorOpSettle, time.Since(start))
-		if err == nil && sr == nil {
-			err = errors.New("facilitator answered settle with nothing")
-		}
-		if err == nil && settleKnown(sr) {
-			return sr, attempt, nil
-		}
+		sr, err := pm.askOnce(ctx)
 		if err == nil {
-			err = fmt.Errorf("facilitator settle: %s: %s", sr.ErrorReason, sr.ErrorMessage)
+			return sr, attempt, nil
 		}
 		pm.s.log.Warn("settlement outcome unknown; asking again", "offer", pm.route.Offer.Name, "payer", pm.payer, "attempt", attempt, "err", err)
 		select {
@@ -280,24 +312,51 @@ func (pm *payment) askSettle(ctx context.Context) (*x402.SettleResponse, int, er
 
 // settle settles the payment (see askSettle) and prepares the answer:
 // the payment response on success; a 402 when the facilitator refused (the
-// buyer's money did not move); a 503 when the outcome stayed unknown.
-func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
+// buyer's money did not move). When the outcome stayed unknown, the
+// payment is kept pending (see pending.go) with the answer keep returns
+// (nil: none) and the buyer is told to ask again: 503 settlement_pending.
+func (pm *payment) settle(ctx context.Context, r *http.Request, keep func() *storedAnswer) settleOutcome {
 	s, route := pm.s, pm.route
 	sr, attempts, err := pm.askSettle(ctx)
 	if err != nil {
-		// The outcome on chain is still unknown: never serve, and never
-		// accept this authorization again (the buyer signs a new one).
+		// The outcome on chain is still unknown: never serve now, and
+		// never accept this authorization for another request.
 		pm.used = true
 		s.metrics.settlement(SettleResultUnknown)
+		var answer *storedAnswer
+		if keep != nil {
+			answer = keep()
+		}
+		if p, ok := s.pending.add(pm, r, pm.resource, answer); ok {
+			s.metrics.failed(route, ReasonSettlementPending)
+			s.log.Error("settlement outcome unknown after the settle deadline; answer kept pending for the buyer's retry", "offer", route.Offer.Name, "payer", pm.payer,
+				"attempts", attempts, "deadline", settleDeadline(pm.st.cfg), "answer_kept", p.answer != nil, "err", err)
+			return settleOutcome{fail: pendingAnswer(r, pendingRetryAfter)}
+		}
 		status, reason := s.facilitatorFailure(err)
 		s.metrics.failed(route, reason)
-		s.log.Error("settlement outcome unknown after the settle deadline; answer withheld", "offer", route.Offer.Name, "payer", pm.payer,
+		s.log.Error("settlement outcome unknown after the settle deadline and no room to keep it pending; answer withheld", "offer", route.Offer.Name, "payer", pm.payer,
 			"attempts", attempts, "deadline", settleDeadline(pm.st.cfg), "err", err)
 		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpSettle), Reason: reason})}
 	}
+	pm.complete(sr)
+	result := SettleResultSettled
+	switch {
+	case !sr.Success:
+		result = SettleResultRefused
+	case attempts > 1:
+		result = SettleResultSettledAfterRetry
+	}
+	pm.record(sr, result)
+	pm.used = sr.Success
+	return pm.outcome(r, sr)
+}
+
+// complete fills in what the facilitator may leave out of its answer.
+func (pm *payment) complete(sr *x402.SettleResponse) {
 	if sr.Network == "" {
 		// The network as the buyer's version names it (v1: base-sepolia).
-		sr.Network = route.Chain.CAIP2
+		sr.Network = pm.route.Chain.CAIP2
 		if pm.version() == x402.Version1 {
 			sr.Network = pm.req.V1().Network
 		}
@@ -306,30 +365,41 @@ func (pm *payment) settle(ctx context.Context, r *http.Request) settleOutcome {
 		// v1's SettlementResponse requires payer; the facilitator may omit it.
 		sr.Payer = pm.payer
 	}
+}
+
+// record counts and logs a known settle outcome.
+func (pm *payment) record(sr *x402.SettleResponse, result string) {
+	s, route := pm.s, pm.route
+	s.metrics.settlement(result)
+	if !sr.Success {
+		reason := sr.ErrorReason
+		if reason == "" {
+			reason = ReasonSettleFailed
+		}
+		s.metrics.failed(route, reason)
+		s.log.Info("settlement refused; answer withheld, buyer not charged", "offer", route.Offer.Name, "payer", pm.payer, "reason", reason, "message", sr.ErrorMessage)
+		return
+	}
+	s.metrics.charged(route, pm.amount, s.now())
+	s.log.Info("payment settled", "offer", route.Offer.Namespace+"/"+route.Offer.Name, "chain", route.Chain.CAIP2,
+		"amount", pm.amount.String(), "asset", route.asset(), "payer", pm.payer, "tx", sr.Transaction, "result", result)
+}
+
+// outcome is the answer to a known settle outcome: the payment response
+// header on success, a 402 with it on a refusal.
+func (pm *payment) outcome(r *http.Request, sr *x402.SettleResponse) settleOutcome {
 	hv, encErr := x402.EncodeSettleResponse(*sr)
 	if !sr.Success {
 		reason := sr.ErrorReason
 		if reason == "" {
 			reason = ReasonSettleFailed
 		}
-		s.metrics.settlement(SettleResultRefused)
-		s.metrics.failed(route, reason)
-		s.log.Info("settlement refused; answer withheld, buyer not charged", "offer", route.Offer.Name, "payer", pm.payer, "reason", reason, "message", sr.ErrorMessage)
 		a := challengeAnswer(r, http.StatusPaymentRequired, pm.version(), reason, pm.req)
 		if encErr == nil {
 			a.header.Set(x402.ResponseHeaderName(pm.version()), hv)
 		}
 		return settleOutcome{resp: sr, fail: a}
 	}
-	pm.used = true
-	if attempts > 1 {
-		s.metrics.settlement(SettleResultSettledAfterRetry)
-	} else {
-		s.metrics.settlement(SettleResultSettled)
-	}
-	s.metrics.charged(route, pm.amount, s.now())
-	s.log.Info("payment settled", "offer", route.Offer.Namespace+"/"+route.Offer.Name, "chain", route.Chain.CAIP2,
-		"amount", pm.amount.String(), "asset", route.asset(), "payer", pm.payer, "tx", sr.Transaction, "attempts", attempts)
 	if encErr != nil {
 		hv = ""
 	}

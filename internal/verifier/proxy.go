@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/obolstack/obol/internal/x402"
@@ -24,6 +25,8 @@ type proxyCtx struct {
 	route    *Route // nil for an unmatched path
 	pay      *payment
 	maxBytes int64
+	// body is the buffered upstream answer (settle: after-response).
+	body []byte
 	// headerTimer bounds the wait for the upstream's headers (settle:
 	// on-headers).
 	headerTimer *time.Timer
@@ -81,6 +84,11 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	defer pm.finish()
+	if pm.presettled != nil && pm.presettled.answer != nil {
+		// A pending payment, now settled, collected with its kept answer.
+		s.writeKept(w, r, pm)
+		return
+	}
 	p := s.paidProxy
 	timeout := s.upstreamTimeout(route)
 	pc := &proxyCtx{target: target, path: path, route: route, pay: pm, maxBytes: cfg.MaxResponseBytes}
@@ -173,10 +181,23 @@ func (s *Server) modifyPaid(res *http.Response) error {
 	if pc.headerTimer != nil && !pc.headerTimer.Stop() {
 		return errUpstreamTimeout // the headers came too late: not settled
 	}
-	if pc.in.Context().Err() != nil {
+	if pc.in.Context().Err() != nil && pc.pay.presettled == nil {
 		return errClientGone
 	}
-	out := pc.pay.settle(pc.in.Context(), pc.in)
+	var out settleOutcome
+	if pp := pc.pay.presettled; pp != nil {
+		// Settled already (a pending payment collected without a kept
+		// answer): the upstream answered again, nothing is settled again.
+		out = pp.pm.outcome(pc.in, pp.sr)
+	} else {
+		var keep func() *storedAnswer
+		if pc.body != nil {
+			keep = func() *storedAnswer {
+				return &storedAnswer{status: res.StatusCode, header: res.Header.Clone(), body: pc.body}
+			}
+		}
+		out = pc.pay.settle(pc.in.Context(), pc.in, keep)
+	}
 	if out.fail != nil {
 		return out.fail
 	}
@@ -184,6 +205,25 @@ func (s *Server) modifyPaid(res *http.Response) error {
 		res.Header.Set(x402.ResponseHeaderName(pc.pay.version()), out.header)
 	}
 	return nil
+}
+
+// writeKept answers a collected pending payment with the upstream answer
+// kept for it and its payment response.
+func (s *Server) writeKept(w http.ResponseWriter, r *http.Request, pm *payment) {
+	pp := pm.presettled
+	out := pp.pm.outcome(r, pp.sr)
+	h := w.Header()
+	for k, v := range pp.answer.header {
+		h[k] = v
+	}
+	exposePaymentHeaders(h)
+	if out.header != "" {
+		h.Set(x402.ResponseHeaderName(pm.version()), out.header)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(pp.answer.body)))
+	w.WriteHeader(pp.answer.status)
+	_, _ = w.Write(pp.answer.body)
+	s.log.Info("pending payment collected: kept answer served", "offer", pm.route.Offer.Name, "payer", pm.payer, "tx", pp.sr.Transaction)
 }
 
 // proxyError answers when the upstream could not be reached, its answer
@@ -242,6 +282,7 @@ func (t *bufferingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if int64(len(body)) > pc.maxBytes {
 		return nil, errResponseTooLarge
 	}
+	pc.body = body
 	res.Body = io.NopCloser(bytes.NewReader(body))
 	res.ContentLength = int64(len(body))
 	return res, nil

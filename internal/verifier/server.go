@@ -83,6 +83,12 @@ type Options struct {
 	// (default DefaultReplayCacheSize); when full, new payments are refused
 	// rather than a record dropped before its authorization expires.
 	ReplayCacheSize int
+	// MaxPending bounds the payments kept pending when their settlement
+	// outcome is unknown (default DefaultMaxPending); PendingAnswerBytes
+	// bounds the buffered answers kept for them (default
+	// DefaultPendingAnswerBytes). See pending.go.
+	MaxPending         int
+	PendingAnswerBytes int
 }
 
 // Server is the gate. Its handler serves "/", "/verify", "/healthz",
@@ -93,6 +99,7 @@ type Server struct {
 	now     func() time.Time
 	metrics *Metrics
 	guard   *replayGuard
+	pending *pendingSet
 	state   atomic.Pointer[state]
 	applyMu sync.Mutex
 
@@ -131,7 +138,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Transport == nil {
 		opts.Transport = NewUpstreamTransport(opts.UpstreamTransport)
 	}
-	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, metrics: opts.Metrics, guard: newReplayGuard(opts.ReplayCacheSize)}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, metrics: opts.Metrics, guard: newReplayGuard(opts.ReplayCacheSize),
+		pending: newPendingSet(opts.MaxPending, opts.PendingAnswerBytes)}
+	s.metrics.countPending(s.pending.unknown)
 	s.paidProxy = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
 		Transport:      &bufferingTransport{base: opts.Transport},
@@ -201,6 +210,17 @@ func (s *Server) ApplyConfig(cfg *Config) error {
 		s.log.Info("routes not listed one by one", "routes", len(cfg.Routes), "limit", maxLoggedRoutes)
 	}
 	return nil
+}
+
+// Close stops asking the facilitator about pending payments (see
+// pending.go); their buyers can no longer collect their answers here. It
+// returns how many were still unknown.
+func (s *Server) Close() int {
+	n := s.pending.close()
+	if n > 0 {
+		s.log.Error("stopping with payments whose settlement outcome is unknown; their answers are lost", "pending", n)
+	}
+	return n
 }
 
 // newFacilitators builds the clients of the configured facilitators.

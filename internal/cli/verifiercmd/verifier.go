@@ -230,7 +230,9 @@ func serveRun(parent context.Context, opts *ServeOptions) error {
 		opts.Started <- addr
 	}
 
-	return cmdutil.Serve(ctx, hs, ln, opts.ShutdownTimeout, log)
+	err = cmdutil.Serve(ctx, hs, ln, opts.ShutdownTimeout, log)
+	srv.Close() // logs the payments still pending, whose answers are lost
+	return err
 }
 
 func routeSource(opts *ServeOptions, reg *evm.Registry, log *slog.Logger) (verifier.RouteSource, error) {
