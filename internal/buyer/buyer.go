@@ -73,6 +73,12 @@ type Payer struct {
 	// Headers says which request headers reach the seller: credentials
 	// (Authorization, Cookie, Proxy-Authorization) only when allowed.
 	Headers HeaderPolicy
+	// MaxPendingWait bounds how long a seller's "settlement pending"
+	// answer is waited out with the same payment (0: DefaultMaxPendingWait).
+	MaxPendingWait time.Duration
+	// OnPending, when set, hears of each wait for a pending settlement:
+	// the number of the paid send that follows and the wait before it.
+	OnPending func(attempt int, wait time.Duration)
 }
 
 // Quote is the way to pay the payer chose from a challenge.
@@ -133,6 +139,9 @@ type Result struct {
 	Receipt *Receipt
 	// ReceiptErr says why a settlement header present was unreadable.
 	ReceiptErr error
+	// PendingRetries counts the times the paid request was sent again with
+	// the same payment because the seller answered "settlement pending".
+	PendingRetries int
 }
 
 // Paid reports whether a payment was sent and the seller settled it.
@@ -375,7 +384,10 @@ func (p *Payer) check(version int, req x402.Requirement, maxAmount, wantChain st
 // an EIP-3009 authorization and retries once with the payment header of the
 // server's version, replaying the request body. A non-402 first answer is
 // returned as is. A 402 after paying returns the result and an error
-// matching ErrPaymentRejected.
+// matching ErrPaymentRejected. A "settlement pending" answer to the paid
+// request is waited out by resending it with the same payment (see
+// Engine); when that gives up the result is the last 503 and the error
+// matches ErrSettlementPending.
 func (p *Payer) Do(ctx context.Context, req *http.Request) (*Result, error) {
 	if p.Key == nil {
 		return nil, errors.New("no signing key: load one with --key-file")
@@ -437,6 +449,10 @@ func (p *Payer) do(ctx context.Context, req *http.Request, pay bool) (*Result, e
 	}
 	res.Challenge, res.Quote, res.Signed = ex.Challenge, quote, signed
 	res.Receipt, res.ReceiptErr = ex.Receipt, ex.ReceiptErr
+	res.PendingRetries = ex.PendingRetries
+	if errors.Is(err, ErrSettlementPending) && signed != nil {
+		err = fmt.Errorf("authorization %s: %w", signed.Nonce, err)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -451,7 +467,7 @@ func (p *Payer) engine() *Engine {
 	if p.maxBody() < limit {
 		limit = p.maxBody()
 	}
-	return &Engine{Client: p.client(), Headers: p.Headers, MaxChallengeBytes: limit}
+	return &Engine{Client: p.client(), Headers: p.Headers, MaxChallengeBytes: limit, MaxPendingWait: p.MaxPendingWait, OnPending: p.OnPending}
 }
 
 // read reads the final response, bounded.

@@ -3,12 +3,15 @@ package buyer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/obolstack/obol/internal/x402"
 )
@@ -27,6 +30,31 @@ import (
 
 // DefaultChallengeBytes bounds the body of a 402 answer the engine reads.
 const DefaultChallengeBytes = 1 << 20
+
+// DefaultMaxPendingWait bounds how long the engine keeps asking a seller
+// whose answer to the paid request is "settlement pending". The verifier
+// keeps a pending payment's answer until the authorization's validBefore
+// plus a minute; with the default maxTimeoutSeconds of 60 that is about two
+// minutes after signing, so three minutes covers the whole time a seller
+// can still answer, and no more.
+const DefaultMaxPendingWait = 3 * time.Minute
+
+// pendingBodyBytes bounds the body of a 503 answer read to see whether it
+// says "settlement pending".
+const pendingBodyBytes = 64 << 10
+
+// Bounds of the wait between two asks of a pending settlement: the seller's
+// Retry-After is clamped to [minPendingDelay, maxPendingDelay], and
+// defaultPendingDelay is used when it is missing or not whole seconds.
+const (
+	minPendingDelay     = time.Second
+	maxPendingDelay     = 30 * time.Second
+	defaultPendingDelay = 5 * time.Second
+)
+
+// ReasonSettlementPending is the reason of a seller's 503 saying it took
+// the payment but does not know yet whether it settled.
+const ReasonSettlementPending = "settlement_pending"
 
 // hopByHop are the headers of one connection (RFC 9110 §7.6.1); they are
 // never forwarded, whatever the policy says.
@@ -89,6 +117,14 @@ type Engine struct {
 	Headers HeaderPolicy
 	// MaxChallengeBytes bounds the 402 body read (0: DefaultChallengeBytes).
 	MaxChallengeBytes int64
+	// MaxPendingWait bounds how long a "settlement pending" answer to the
+	// paid request is waited out, by sending the same request with the
+	// same payment again (0: DefaultMaxPendingWait).
+	MaxPendingWait time.Duration
+	// OnPending, when set, is called before each wait for a pending
+	// settlement with the number of the paid send that follows (2 for the
+	// first resend) and the wait.
+	OnPending func(attempt int, wait time.Duration)
 }
 
 // PayFunc turns a challenge into a payment header for the request at
@@ -112,11 +148,20 @@ type Exchange struct {
 	// ReceiptErr says why one present was unreadable.
 	Receipt    *Receipt
 	ReceiptErr error
+	// PendingRetries counts the times the paid request was sent again,
+	// with the same payment, because the seller answered "settlement
+	// pending".
+	PendingRetries int
 }
 
 // ErrSendPaid wraps a transport error of the paid request: the
 // authorization left this machine and may still be settled.
 var ErrSendPaid = errors.New("the paid request failed")
+
+// ErrSettlementPending: the seller still answered "settlement pending" when
+// the engine stopped asking (MaxPendingWait passed or ctx ended). The
+// payment may have been charged; the Exchange's Response is the last 503.
+var ErrSettlementPending = errors.New("the seller has not confirmed the settlement")
 
 // Do runs the exchange for req. req's body must be replayable (GetBody set
 // or no body).
@@ -151,16 +196,103 @@ func (e *Engine) Do(ctx context.Context, req *http.Request, pay PayFunc) (*Excha
 	}
 	// A 307/308 redirect kept the body (the client set GetBody for it); a
 	// 301/302/303 one turned the request into a GET without a body.
-	paidReq := e.prepare(ctx, asked, asked.URL, asked.Method)
-	paidReq.Header.Set(name, value)
 	ex.Paid = true
-	resp, err := e.client(true, asked.URL).Do(paidReq)
+	send := func() (*http.Response, error) {
+		paidReq := e.prepare(ctx, asked, asked.URL, asked.Method)
+		paidReq.Header.Set(name, value)
+		resp, err := e.client(true, asked.URL).Do(paidReq)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %v", ErrSendPaid, asked.Method, asked.URL.Redacted(), err)
+		}
+		return resp, nil
+	}
+	resp, err := send()
 	if err != nil {
-		return ex, fmt.Errorf("%w: %s %s: %v", ErrSendPaid, asked.Method, asked.URL.Redacted(), err)
+		return ex, err
+	}
+	// A seller that took the payment but cannot tell yet whether it
+	// settled answers 503 settlement_pending and keeps the answer for the
+	// same request with the same payment: ask again with exactly that,
+	// never with a new payment, and only the origin paid.
+	start := time.Now()
+	limit := e.MaxPendingWait
+	if limit <= 0 {
+		limit = DefaultMaxPendingWait
+	}
+	for {
+		delay, pending := settlementPending(resp)
+		if !pending {
+			break
+		}
+		left := limit - time.Since(start)
+		if left <= 0 || ctx.Err() != nil {
+			ex.Response = resp
+			return ex, e.pendingErr(ex, asked, time.Since(start), ctx.Err())
+		}
+		delay = min(delay, left)
+		if e.OnPending != nil {
+			e.OnPending(ex.PendingRetries+2, delay)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			ex.Response = resp
+			return ex, e.pendingErr(ex, asked, time.Since(start), ctx.Err())
+		case <-t.C:
+		}
+		next, err := send()
+		if err != nil {
+			resp.Body.Close()
+			return ex, err
+		}
+		resp.Body.Close()
+		resp = next
+		ex.PendingRetries++
 	}
 	ex.Response = resp
 	ex.Receipt, ex.ReceiptErr = readReceipt(resp.Header, ch.Version)
 	return ex, nil
+}
+
+func (e *Engine) pendingErr(ex *Exchange, asked *http.Request, waited time.Duration, cause error) error {
+	msg := fmt.Sprintf("%s %s still answers settlement pending after resending it %d times over %s; the payment may have been charged: check the payer's balance / the seller's settlement before paying again",
+		asked.Method, asked.URL.Redacted(), ex.PendingRetries, waited.Round(100*time.Millisecond))
+	if cause != nil {
+		return fmt.Errorf("%w: %s (stopped waiting: %w)", ErrSettlementPending, msg, cause)
+	}
+	return fmt.Errorf("%w: %s", ErrSettlementPending, msg)
+}
+
+// settlementPending reports whether resp is a 503 whose JSON body has
+// reason settlement_pending, and the wait its Retry-After asks for. It
+// reads at most pendingBodyBytes of a 503's body and leaves the body
+// readable from its start.
+func settlementPending(resp *http.Response) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		return 0, false
+	}
+	orig := resp.Body
+	b, err := io.ReadAll(io.LimitReader(orig, pendingBodyBytes+1))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), orig), orig}
+	if err != nil || len(b) > pendingBodyBytes {
+		return 0, false
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(b, &body) != nil || body.Reason != ReasonSettlementPending {
+		return 0, false
+	}
+	delay := defaultPendingDelay
+	if n, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("Retry-After")), 10, 64); err == nil {
+		n = min(max(n, int64(minPendingDelay/time.Second)), int64(maxPendingDelay/time.Second))
+		delay = time.Duration(n) * time.Second
+	}
+	return delay, true
 }
 
 // prepare clones req for url with the policy's headers (the body is set by

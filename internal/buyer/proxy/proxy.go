@@ -265,7 +265,10 @@ type refusal struct {
 func (r *refusal) Error() string { return r.err.Error() }
 
 // forward sends the request upstream through the pay-and-retry engine; on
-// 402 it pays once from the pool.
+// 402 it pays once from the pool. A "settlement pending" answer is waited
+// out by the engine with the same authorization, within the caller's
+// request context, so the payment is taken and recorded once whatever the
+// number of sends.
 func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, path string, body []byte) {
 	c, l := u.cfg, u.labels
 	s.metrics.inc(s.metrics.requests, l)
@@ -319,6 +322,15 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 		s.finish(u, *taken, "failed", "")
 		s.metrics.inc(s.metrics.failure, l)
 		writeError(w, http.StatusBadGateway, "upstream unreachable after paying: "+err.Error())
+		return
+	case errors.Is(err, buyer.ErrSettlementPending):
+		// The seller took the payment and never said whether it settled:
+		// the record stays pending (spent for the daily cap, never offered
+		// again), since it may yet be charged.
+		ex.Response.Body.Close()
+		s.metrics.inc(s.metrics.failure, l)
+		s.opts.Logger.Warn("seller never confirmed the settlement of a payment", "upstream", c.Name, "nonce", taken.Authorization.Nonce, "resends", ex.PendingRetries, "err", err)
+		writeError(w, http.StatusBadGateway, "paid, but "+err.Error())
 		return
 	case errors.Is(err, buyer.ErrBadChallenge):
 		ex.Response.Body.Close()

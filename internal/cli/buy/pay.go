@@ -124,6 +124,13 @@ successful transfer of exactly the amount signed, from you to the payee,
 spending the authorization sent. Unchecked, the output says "The seller
 reports it settled" rather than "Paid".
 
+A seller that took the payment but cannot tell yet whether it settled
+answers 503 with reason settlement_pending: the same request is sent again
+with the same payment (never a new one) after its Retry-After, for up to
+3 minutes, with a line on stderr for each wait. If it is still pending then,
+the payment may have been charged: check your balance or the seller's
+settlement before paying again (a new run signs a new authorization).
+
 Exit status: 0 paid or free 2xx; 1 request failed or HTTP >= 400; 2 bad
 flags; 3 refused to pay (nothing signed); 4 the server rejected the payment;
 5 the seller's receipt does not check out on chain.`,
@@ -192,7 +199,10 @@ type payOutput struct {
 	Receipt *buyer.Receipt     `json:"receipt"`
 	// Confirmed is set when the receipt was checked on chain and holds.
 	Confirmed *buyer.Confirmation `json:"confirmed,omitempty"`
-	Error     string              `json:"error,omitempty"`
+	// PendingRetries counts the resends of the same payment while the
+	// seller answered "settlement pending".
+	PendingRetries int    `json:"pendingRetries,omitempty"`
+	Error          string `json:"error,omitempty"`
 }
 
 func payRun(ctx context.Context, opts *PayOptions) error {
@@ -297,8 +307,12 @@ func buildPayer(opts *PayOptions) (*buyer.Payer, error) {
 			asked = append(asked, strings.TrimSpace(name))
 		}
 	}
+	// Progress goes to stderr, so -o json keeps stdout one JSON document.
+	pending := func(attempt int, wait time.Duration) {
+		fmt.Fprintf(opts.IO.ErrOut, "settlement pending at the seller; asking again in %s (attempt %d)\n", wait.Round(time.Second), attempt)
+	}
 	return &buyer.Payer{Key: key, Registry: reg, HTTPClient: client, MaxAmount: opts.MaxAmount, MaxValidity: opts.MaxValidity,
-		AllowPayTo: allow, Network: opts.Network, Now: opts.Now, Headers: buyer.HeaderPolicy{Allow: asked}}, nil
+		AllowPayTo: allow, Network: opts.Network, Now: opts.Now, Headers: buyer.HeaderPolicy{Allow: asked}, OnPending: pending}, nil
 }
 
 func loadDevStack(opts *PayOptions, reg *evm.Registry) error {
@@ -405,6 +419,7 @@ func report(opts *PayOptions, res *buyer.Result, payErr error, chk *check) error
 		out.Body = buyer.BodyValue(res.Body)
 		out.Receipt = res.Receipt
 		out.Payment = res.View()
+		out.PendingRetries = res.PendingRetries
 	}
 	err := classify(opts, res, payErr)
 	if err == nil && chk != nil {

@@ -365,3 +365,37 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSettlementPendingWaitedOut(t *testing.T) {
+	s := &buyertest.Seller{Version: 2, Requirements: []x402.Requirement{buyertest.USDCBaseSepolia("1000", payTo)}}
+	pd := &buyertest.Pending{Seller: s, Times: 2, RetryAfter: "1"}
+	srv := httptest.NewServer(pd)
+	t.Cleanup(srv.Close)
+	key, _ := keyFile(t)
+	r := pay(t, srv.URL+"/weather", "--key-file", key, "-o", "json")
+	t.Logf("stderr:\n%s", r.errOut)
+	if r.err != nil {
+		t.Fatalf("%v\n%s", r.err, r.errOut)
+	}
+	var doc struct {
+		Status         int `json:"status"`
+		PendingRetries int `json:"pendingRetries"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, r.out)
+	}
+	if doc.Status != 200 || doc.PendingRetries != 2 {
+		t.Fatalf("document:\n%s", r.out)
+	}
+	for _, want := range []string{
+		"settlement pending at the seller; asking again in 1s (attempt 2)\n",
+		"settlement pending at the seller; asking again in 1s (attempt 3)\n",
+	} {
+		if !strings.Contains(r.errOut, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if h := pd.PaymentHeaders(); len(h) != 3 || h[0] != h[1] || h[1] != h[2] || len(s.Payments()) != 1 {
+		t.Fatalf("%d paid requests (want 3 with one payment), seller accepted %d", len(h), len(s.Payments()))
+	}
+}
