@@ -182,9 +182,13 @@ func TestServiceUnavailableWithoutPendingReasonIsAnswer(t *testing.T) {
 	p := newPayer(t)
 	var signs atomic.Int32
 	w := &waits{}
+	// A wait must not begin; if one does, end it at once so a broken
+	// engine fails fast instead of waiting out the default bound.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	eng := p.engine()
-	eng.OnPending = w.record
-	ex, err := eng.Do(context.Background(), replayablePost(t, base+"/weather", "{}"), countingPay(p, &signs))
+	eng.OnPending = func(attempt int, d time.Duration) { w.record(attempt, d); cancel() }
+	ex, err := eng.Do(ctx, replayablePost(t, base+"/weather", "{}"), countingPay(p, &signs))
 	if err != nil {
 		t.Fatalf("Do: %v", err)
 	}

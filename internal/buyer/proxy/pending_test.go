@@ -33,7 +33,7 @@ func TestSettlementPendingSpendsOnce(t *testing.T) {
 	}
 	h := pd.PaymentHeaders()
 	if len(h) != 3 || h[0] != h[1] || h[1] != h[2] {
-		t.Fatalf("%d paid requests, want 3 with the same authorization", len(h))
+		t.Fatalf("%d paid requests (first two the same: %v, last two: %v), want 3 all with the same authorization", len(h), len(h) > 1 && h[0] == h[1], len(h) > 2 && h[1] == h[2])
 	}
 	l := labels(p.snap.Load().upstreams["weather"].cfg)
 	taken, settled, spent := p.opts.State.Counts("weather")
