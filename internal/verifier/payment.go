@@ -269,7 +269,12 @@ func settleKnown(sr *x402.SettleResponse) bool {
 // askOnce asks the facilitator once to settle, under the payment's
 // idempotency key. An error means the outcome is unknown: no answer, a
 // timeout, a 5xx, or an answer that is neither success nor a refusal.
-func (pm *payment) askOnce(ctx context.Context) (*x402.SettleResponse, error) {
+//
+// again says an earlier question may have led to a transfer. A refusal
+// because the authorization expired then says nothing: a facilitator that
+// re-verifies before it looks at the chain (obol's looks first) refuses a
+// payment it settled once validBefore has passed. It counts as unknown.
+func (pm *payment) askOnce(ctx context.Context, again bool) (*x402.SettleResponse, error) {
 	cfg := pm.st.cfg
 	actx, cancel := context.WithTimeout(x402.WithIdempotencyKey(ctx, pm.settleKey), cfg.FacilitatorTimeout)
 	defer cancel()
@@ -279,7 +284,7 @@ func (pm *payment) askOnce(ctx context.Context) (*x402.SettleResponse, error) {
 	if err == nil && sr == nil {
 		err = errors.New("facilitator answered settle with nothing")
 	}
-	if err == nil && !settleKnown(sr) {
+	if err == nil && (!settleKnown(sr) || again && !sr.Success && x402.CanonicalReason(sr.ErrorReason) == x402.ReasonValidBefore) {
 		err = fmt.Errorf("facilitator settle: %s: %s", sr.ErrorReason, sr.ErrorMessage)
 	}
 	return sr, err
@@ -296,7 +301,7 @@ func (pm *payment) askSettle(ctx context.Context) (*x402.SettleResponse, int, er
 	defer cancel()
 	backoff := settleBackoffFirst
 	for attempt := 1; ; attempt++ {
-		sr, err := pm.askOnce(ctx)
+		sr, err := pm.askOnce(ctx, attempt > 1)
 		if err == nil {
 			return sr, attempt, nil
 		}

@@ -51,10 +51,11 @@ const (
 	// pendingKeepKnown is how long a learned outcome waits for the buyer
 	// to ask again (at least until validBefore plus a minute).
 	pendingKeepKnown = 10 * time.Minute
-	// pendingGiveUp stops asking this long after validBefore: by then the
-	// outcome is final on chain, so only a facilitator that stayed
-	// unreachable all along leaves it unknown.
-	pendingGiveUp = time.Hour
+	// pendingGiveUp stops asking this long after validBefore: the outcome
+	// is final on chain by then, and only a facilitator that stayed
+	// unreachable (or that refuses expired authorizations without looking
+	// at the chain) leaves it unknown.
+	pendingGiveUp = 10 * time.Minute
 	// DefaultMaxPending bounds the payments kept pending; beyond it a
 	// payment whose outcome is unknown is answered as before, with no
 	// way to collect the answer later.
@@ -221,7 +222,7 @@ func (ps *pendingSet) reconcile(p *pendingPayment) {
 		}
 		ps.mu.Unlock()
 
-		sr, err := pm.askOnce(ps.ctx)
+		sr, err := pm.askOnce(ps.ctx, true)
 		if err != nil {
 			if ps.ctx.Err() != nil {
 				return

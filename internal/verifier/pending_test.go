@@ -21,6 +21,7 @@ const (
 	outcomeUnknown int32 = iota
 	outcomeSettled
 	outcomeRefused
+	outcomeExpired // refused as expired
 )
 
 // pendingGate is a gate whose facilitator's settle outcome the test sets:
@@ -35,6 +36,8 @@ func pendingGate(t *testing.T, doc string) (*testGate, *atomic.Int32) {
 			return &x402.SettleResponse{Success: true, Transaction: "0x" + strings.Repeat("cd", 32), Network: "eip155:84532"}, nil
 		case outcomeRefused:
 			return &x402.SettleResponse{ErrorReason: x402.ReasonInsufficientFunds, ErrorMessage: "balance too low", Network: "eip155:84532"}, nil
+		case outcomeExpired:
+			return &x402.SettleResponse{ErrorReason: x402.ReasonValidBefore, ErrorMessage: "authorization expired", Network: "eip155:84532"}, nil
 		}
 		return nil, errors.New("connection reset by peer")
 	}
@@ -215,5 +218,31 @@ func TestPendingSetFullAnswersAsBefore(t *testing.T) {
 	w := g.do(paidRequest(t, g, "/joke")("/joke"))
 	if w.Code == http.StatusOK || isPending(w) || !strings.Contains(w.Body.String(), "could not tell") {
 		t.Fatalf("second with the set full: %d %s, want the withheld answer", w.Code, w.Body)
+	}
+}
+
+// A facilitator that refuses the pending payment as expired says nothing
+// of whether it settled earlier: it stays pending, and is collected once
+// the facilitator says it settled.
+func TestPendingPaymentRefusedAsExpiredStaysUnknown(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	g, outcome := pendingGate(t, proxyDoc(up.URL))
+	req := paidRequest(t, g, "/joke")
+	if w := g.do(req("/joke")); !isPending(w) {
+		t.Fatalf("unknown outcome: %d %s", w.Code, w.Body)
+	}
+	_, settles := g.fac.calls()
+	outcome.Store(outcomeExpired)
+	wait.Until(t, 30*time.Second, "the gate to ask again", func() bool {
+		_, s := g.fac.calls()
+		return s > settles
+	})
+	if w := g.do(req("/joke")); !isPending(w) {
+		t.Fatalf("after a refusal as expired: %d %s, want still pending", w.Code, w.Body)
+	}
+	outcome.Store(outcomeSettled)
+	if w := collect(t, g, func() *http.Request { return req("/joke") }); w.Code != http.StatusOK {
+		t.Fatalf("collected: %d %s, want 200", w.Code, w.Body)
 	}
 }
