@@ -54,6 +54,11 @@ type Options struct {
 	// besides hop-by-hop and credential headers (Authorization, Cookie,
 	// Proxy-Authorization). An upstream's forwardHeaders can allow them.
 	StripHeaders []string
+	// MaxPendingWait bounds how long a seller's "settlement pending"
+	// answer is waited out with the same authorization (0: the engine's
+	// buyer.DefaultMaxPendingWait). The caller's request context ends the
+	// wait sooner.
+	MaxPendingWait time.Duration
 }
 
 // Server is the buyer proxy.
@@ -282,7 +287,7 @@ func (s *Server) forward(w http.ResponseWriter, in *http.Request, u *upstream, p
 		return
 	}
 	req.Header = in.Header.Clone()
-	eng := &buyer.Engine{Client: s.opts.HTTPClient, Headers: buyer.HeaderPolicy{Strip: s.opts.StripHeaders, Allow: c.ForwardHeaders}}
+	eng := &buyer.Engine{Client: s.opts.HTTPClient, Headers: buyer.HeaderPolicy{Strip: s.opts.StripHeaders, Allow: c.ForwardHeaders}, MaxPendingWait: s.opts.MaxPendingWait}
 	var taken *x402.ExactEVMPayload
 	ex, err := eng.Do(in.Context(), req, func(_ context.Context, ch *x402.Challenge, _ *url.URL) (string, string, error) {
 		pay, idx, err := s.take(u, ch)
