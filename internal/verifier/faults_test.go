@@ -740,3 +740,39 @@ func TestFaultSettleAnswersHeldPastDeadlineBurst(t *testing.T) {
 		t.Error("no call was answered settlement_pending: the fault was not exercised")
 	}
 }
+
+// The chain RPC refused for longer than the gate's settle deadline, once
+// settlement transactions went out: the facilitator cannot learn their
+// receipts, the gate keeps those payments pending, and once the chain is
+// back every buyer who asks again gets the answer. Calls that arrive
+// during the outage are refused at verify, not charged.
+func TestFaultChainRPCRefusedPastSettleDeadline(t *testing.T) {
+	r := startFaultRig(t, "2s") // settle deadline 8 s; the facilitator's receipt wait is 10 s
+	const n = 40
+	sent := r.sentTxs(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		waitSent(sent, 5)
+		r.rpc.setRefuse(true)
+		err := wait.Poll(2*time.Minute, func() error {
+			if r.srv.pending.unknown() == 0 {
+				return errors.New("no payment pending yet")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error("no payment went pending while the chain refused: the fault was not exercised")
+		}
+		r.rpc.setRefuse(false)
+	}()
+	calls := r.burst(t, n)
+	<-done
+	sc, cns, snc, neither := r.reconcile(t, calls)
+	reportFault(t, "chain RPC refused past the settle deadline", calls, sc, cns, snc, neither)
+	for _, c := range calls {
+		if c.pending > 0 && !c.served {
+			t.Errorf("a pending call ended %d %s, want served", c.status, c.body)
+		}
+	}
+}
