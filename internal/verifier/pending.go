@@ -124,15 +124,7 @@ func newPendingSet(max, maxBytes int) *pendingSet {
 func (ps *pendingSet) close() int {
 	ps.cancel()
 	ps.wg.Wait()
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	n := 0
-	for _, p := range ps.m {
-		if p.state == pendingUnknown {
-			n++
-		}
-	}
-	return n
+	return ps.unknown()
 }
 
 // unknown is the number of pending payments whose outcome is not known.
