@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chartutil"
@@ -250,6 +251,35 @@ func TestRenderImageAndArgs(t *testing.T) {
 	_, objs = render(t, RenderOptions{Version: "v1.2.3", Values: map[string]any{"image": map[string]any{"tag": "pinned", "repository": "example.com/obol"}}})
 	if c := containers(t, find(objs, "Deployment", "obol-buyer"))[0]; c["image"] != "example.com/obol:pinned" {
 		t.Errorf("image.tag/repository not honoured: %v", c["image"])
+	}
+}
+
+// A stopping verifier lets a paid request waiting for its settlement
+// finish: its --shutdown-timeout covers the settle deadline at the default
+// facilitatorTimeout, and the pod's grace period covers the shutdown.
+func TestRenderVerifierDrainsSettlements(t *testing.T) {
+	_, objs := render(t, RenderOptions{Version: "v1.2.3"})
+	d := find(objs, "Deployment", "obol-verifier")
+	v, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "template", "spec", "terminationGracePeriodSeconds")
+	var grace int64
+	switch n := v.(type) {
+	case int64:
+		grace = n
+	case float64:
+		grace = int64(n)
+	}
+	var shutdown time.Duration
+	for _, a := range containers(t, d)[0]["args"].([]any) {
+		if v, ok := strings.CutPrefix(a.(string), "--shutdown-timeout="); ok {
+			var err error
+			if shutdown, err = time.ParseDuration(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := verifier.SettleDeadline(verifier.DefaultFacilitatorTimeout)
+	if shutdown < deadline || time.Duration(grace)*time.Second <= shutdown {
+		t.Fatalf("verifier --shutdown-timeout %s, grace period %d s: want shutdown ≥ the settle deadline %s and grace above it", shutdown, grace, deadline)
 	}
 }
 

@@ -247,7 +247,14 @@ const (
 // few RPC calls of up to 10 s), so that an outcome the facilitator learns
 // late still reaches the buyer.
 func settleDeadline(cfg *Config) time.Duration {
-	return settleAttempts * cfg.FacilitatorTimeout
+	return SettleDeadline(cfg.FacilitatorTimeout)
+}
+
+// SettleDeadline is the settle deadline for a facilitatorTimeout: how long
+// a paid request may wait for its settlement, which a stopping verifier
+// must let it finish.
+func SettleDeadline(facilitatorTimeout time.Duration) time.Duration {
+	return settleAttempts * facilitatorTimeout
 }
 
 // settleAttempts × facilitatorTimeout is the settle deadline.
