@@ -54,7 +54,7 @@ const (
 
 // ReasonSettlementPending is the reason of a seller's 503 saying it took
 // the payment but does not know yet whether it settled.
-const ReasonSettlementPending = "settlement_pending"
+const ReasonSettlementPending = x402.ReasonSettlementPending
 
 // hopByHop are the headers of one connection (RFC 9110 §7.6.1); they are
 // never forwarded, whatever the policy says.

@@ -70,7 +70,7 @@ var failureReasons = func() map[string]bool {
 	m := map[string]bool{}
 	for _, rs := range [][]string{x402.SpecReasons, x402.ExtensionReasons, {
 		ReasonMalformedPayment, ReasonAuthorizationReused, ReasonFacilitatorError,
-		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonReplayRecordFull, ReasonSettlementPending, ReasonOther,
+		ReasonFacilitatorUnavailable, ReasonSettleFailed, ReasonReplayRecordFull, ReasonOther,
 	}} {
 		for _, r := range rs {
 			m[r] = true

@@ -345,11 +345,11 @@ func (pm *payment) settle(ctx context.Context, r *http.Request, keep func() *sto
 				"attempts", attempts, "deadline", settleDeadline(pm.st.cfg), "answer_kept", p.answer != nil, "err", err)
 			return settleOutcome{fail: pendingAnswer(r, pendingRetryAfter)}
 		}
-		status, reason := s.facilitatorFailure(err)
-		s.metrics.failed(route, reason)
+		status, _ := s.facilitatorFailure(err)
+		s.metrics.failed(route, ReasonSettlementUnknown)
 		s.log.Error("settlement outcome unknown after the settle deadline and no room to keep it pending; answer withheld", "offer", route.Offer.Name, "payer", pm.payer,
 			"attempts", attempts, "deadline", settleDeadline(pm.st.cfg), "err", err)
-		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpSettle), Reason: reason})}
+		return settleOutcome{fail: jsonAnswer(r, status, errorBody{Error: facilitatorMessage(status, facilitatorOpSettle), Reason: ReasonSettlementUnknown})}
 	}
 	pm.complete(sr)
 	result := SettleResultSettled

@@ -35,9 +35,14 @@ import (
 // only: a retry that reaches another replica, or a restart, loses it (the
 // payment then shows as settlement_unknown in the metrics and logs).
 
+// ReasonSettlementUnknown is the reason of an answer withheld because the
+// settlement's outcome stayed unknown and could not be kept pending (the
+// set is full): the buyer may have been charged.
+const ReasonSettlementUnknown = x402.ReasonSettlementUnknown
+
 // ReasonSettlementPending is the reason of a 503 whose payment's settlement
 // outcome is not known yet: send the same request again after Retry-After.
-const ReasonSettlementPending = "settlement_pending"
+const ReasonSettlementPending = x402.ReasonSettlementPending
 
 // Pending settlement bounds.
 const (

@@ -216,7 +216,7 @@ func TestPendingSetFullAnswersAsBefore(t *testing.T) {
 		t.Fatalf("first unknown outcome: %d %s, want pending", w.Code, w.Body)
 	}
 	w := g.do(paidRequest(t, g, "/joke")("/joke"))
-	if w.Code == http.StatusOK || isPending(w) || !strings.Contains(w.Body.String(), "could not tell") {
+	if w.Code == http.StatusOK || isPending(w) || !strings.Contains(w.Body.String(), "could not tell") || !strings.Contains(w.Body.String(), `"reason":"`+ReasonSettlementUnknown+`"`) {
 		t.Fatalf("second with the set full: %d %s, want the withheld answer", w.Code, w.Body)
 	}
 }

@@ -30,6 +30,13 @@ const (
 	ReasonPaymentRequired            = "payment_required"
 	ReasonNoMatchingRequirement      = "no_matching_requirement"
 	ReasonAuthorizationInFlight      = "authorization_in_flight"
+	// A seller's 503 for a payment whose settlement outcome is not known
+	// yet: the same request with the same payment, sent again after
+	// Retry-After, gets the answer once it is.
+	ReasonSettlementPending = "settlement_pending"
+	// A seller's answer withheld because the settlement outcome stayed
+	// unknown: the buyer may have been charged.
+	ReasonSettlementUnknown = "settlement_unknown"
 )
 
 // SpecReasons are the codes the specification defines, in its order.
@@ -45,6 +52,7 @@ var SpecReasons = []string{
 var ExtensionReasons = []string{
 	ReasonNonceAlreadyUsed, ReasonMissingEIP712Domain, ReasonUnsupportedSignatureScheme,
 	ReasonPaymentRequired, ReasonNoMatchingRequirement, ReasonAuthorizationInFlight,
+	ReasonSettlementPending, ReasonSettlementUnknown,
 }
 
 // reasonAliases maps older spellings of a code to the one this package

@@ -21,6 +21,7 @@ import (
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
 	"github.com/obolstack/obol/internal/evm"
+	"github.com/obolstack/obol/internal/x402"
 )
 
 // Exit codes of `obol buy pay` besides 0 (success) and 2 (bad flags).
@@ -498,6 +499,17 @@ func printReceipt(w io.Writer, res *buyer.Result, chk *check) {
 	}
 }
 
+// answerReason is the "reason" of a JSON error answer, "" if none.
+func answerReason(body []byte) string {
+	var b struct {
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(body, &b) != nil {
+		return ""
+	}
+	return b.Reason
+}
+
 // classify turns the outcome into the command's error and exit code.
 func classify(opts *PayOptions, res *buyer.Result, err error) error {
 	switch {
@@ -514,9 +526,12 @@ func classify(opts *PayOptions, res *buyer.Result, err error) error {
 	if res.Status >= 400 {
 		msg := fmt.Sprintf("%s answered HTTP %d %s", opts.URL, res.Status, http.StatusText(res.Status))
 		if res.Signed != nil {
-			if res.Receipt == nil || !res.Receipt.Success {
+			switch {
+			case answerReason(res.Body) == x402.ReasonSettlementUnknown:
+				msg += " after the payment: the seller could not tell whether the payment settled, so it may have been charged without an answer; check the payer's balance before paying again"
+			case res.Receipt == nil || !res.Receipt.Success:
 				msg += " after the payment; it sent no successful settlement, so the authorization should not have been charged"
-			} else {
+			default:
 				msg += " after the payment, although it reports the payment settled (transaction " + res.Receipt.Transaction + ")"
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/obolstack/obol/internal/buyer"
 	"github.com/obolstack/obol/internal/buyer/buyertest"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/devstack/stackfile"
@@ -397,5 +398,23 @@ func TestSettlementPendingWaitedOut(t *testing.T) {
 	}
 	if h := pd.PaymentHeaders(); len(h) != 3 || h[0] != h[1] || h[1] != h[2] || len(s.Payments()) != 1 {
 		t.Fatalf("%d paid requests (want 3 with one payment), seller accepted %d", len(h), len(s.Payments()))
+	}
+}
+
+// A seller that could not tell whether the payment settled (and could not
+// keep it pending) is not reported as "should not have been charged".
+func TestClassifySettlementUnknown(t *testing.T) {
+	opts := &PayOptions{URL: "http://127.0.0.1:1/paid"}
+	signed := &buyer.Signed{}
+	for _, tc := range []struct {
+		body, want, not string
+	}{
+		{`{"error":"…","reason":"settlement_unknown"}`, "may have been charged", "should not have been charged"},
+		{`{"error":"…","reason":"facilitator_unavailable"}`, "should not have been charged", "may have been charged"},
+	} {
+		err := classify(opts, &buyer.Result{Status: http.StatusServiceUnavailable, Body: []byte(tc.body), Signed: signed}, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.not) {
+			t.Errorf("503 %s: %v, want it to say %q", tc.body, err, tc.want)
+		}
 	}
 }
