@@ -61,6 +61,7 @@ demo: ## run the whole payment loop locally and print the earnings
 .PHONY: test
 test: test-deps lint contracts-check ## install test services, lint, check the token build, run all tests with -race, fuzz, then the end-to-end test (make e2e)
 	$(GO) test -race -count=1 $(PKGS)
+	$(MAKE) --no-print-directory bench-smoke
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 	$(MAKE) --no-print-directory e2e
 
@@ -89,6 +90,10 @@ bench: ## run every benchmark; the verifier's print their ratio to a bare revers
 	@pkgs="$$(echo $(BENCH_PKGS) | tr ' ' '\n' | grep -v '^\./internal/verifier/$$' || true)"; \
 	if [ -n "$$pkgs" ]; then $(GO) test -run '^$$' -bench . -benchmem $$pkgs; fi
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/verifier/ | $(GO) run ./internal/verifier/benchreport
+
+.PHONY: bench-smoke
+bench-smoke: ## run every benchmark once (-benchtime 1x): a benchmark that no longer runs fails make test, not the next make bench
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS)
 
 .PHONY: loadtest
 loadtest: ## loopback load test with wrk (installed when missing): upstream, bare proxy, the verifier's free route and 402 path, with req/s, p50/p99 and the target ratios

@@ -103,7 +103,9 @@ func BenchmarkScale402(b *testing.B) {
 		for _, tg := range scaleTargets {
 			p, want := scalePath(tg.path, n), http.StatusPaymentRequired
 			if tg.name == "unmatched" {
-				want = http.StatusOK // free: proxied to the global upstream
+				// unmatched: deny, the default: the same lookup, then 404
+				// without reaching an upstream.
+				want = http.StatusNotFound
 			}
 			b.Run(fmt.Sprintf("routes=%d/%s", n, tg.name), func(b *testing.B) {
 				serveBench(b, g.h, func(int) *http.Request { return httptest.NewRequest(http.MethodGet, p, nil) }, want)
