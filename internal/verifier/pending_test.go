@@ -55,6 +55,19 @@ func paidRequest(t *testing.T, g *testGate, target string) func(string) *http.Re
 	}
 }
 
+// startPending is a proxy gate whose facilitator cannot tell, and a paid
+// GET /joke already answered settlement_pending; req sends it again.
+func startPending(t *testing.T) (*testGate, *atomic.Int32, *upstream, func(string) *http.Request) {
+	t.Helper()
+	up := newUpstream(t)
+	g, outcome := pendingGate(t, proxyDoc(up.URL))
+	req := paidRequest(t, g, "/joke")
+	if w := g.do(req("/joke")); !isPending(w) {
+		t.Fatalf("unknown outcome: %d %s, want 503 settlement_pending", w.Code, w.Body)
+	}
+	return g, outcome, up, req
+}
+
 func isPending(w *httptest.ResponseRecorder) bool {
 	return w.Code == http.StatusServiceUnavailable && strings.Contains(w.Body.String(), `"reason":"`+ReasonSettlementPending+`"`)
 }
@@ -141,12 +154,7 @@ func TestPendingPaymentWithoutKeptAnswerGoesUpstreamOnceMore(t *testing.T) {
 
 func TestPendingPaymentRefusedIsNotCharged(t *testing.T) {
 	t.Parallel()
-	up := newUpstream(t)
-	g, outcome := pendingGate(t, proxyDoc(up.URL))
-	req := paidRequest(t, g, "/joke")
-	if w := g.do(req("/joke")); !isPending(w) {
-		t.Fatalf("unknown outcome: %d %s", w.Code, w.Body)
-	}
+	g, outcome, _, req := startPending(t)
 	outcome.Store(outcomeRefused)
 	w := collect(t, g, func() *http.Request { return req("/joke") })
 	if w.Code != http.StatusPaymentRequired || strings.Contains(w.Body.String(), "sunny") {
@@ -166,12 +174,7 @@ func TestPendingPaymentRefusedIsNotCharged(t *testing.T) {
 
 func TestPendingPaymentIsForItsOwnRequestOnly(t *testing.T) {
 	t.Parallel()
-	up := newUpstream(t)
-	g, _ := pendingGate(t, proxyDoc(up.URL))
-	req := paidRequest(t, g, "/joke")
-	if w := g.do(req("/joke")); !isPending(w) {
-		t.Fatalf("unknown outcome: %d %s", w.Code, w.Body)
-	}
+	g, _, _, req := startPending(t)
 	if w := g.do(req("/joke?other=1")); w.Code != http.StatusPaymentRequired || !strings.Contains(w.Body.String(), ReasonAuthorizationReused) {
 		t.Fatalf("the pending payment on another URL: %d %s, want 402 authorization_reused", w.Code, w.Body)
 	}
@@ -226,12 +229,7 @@ func TestPendingSetFullAnswersAsBefore(t *testing.T) {
 // the facilitator says it settled.
 func TestPendingPaymentRefusedAsExpiredStaysUnknown(t *testing.T) {
 	t.Parallel()
-	up := newUpstream(t)
-	g, outcome := pendingGate(t, proxyDoc(up.URL))
-	req := paidRequest(t, g, "/joke")
-	if w := g.do(req("/joke")); !isPending(w) {
-		t.Fatalf("unknown outcome: %d %s", w.Code, w.Body)
-	}
+	g, outcome, _, req := startPending(t)
 	_, settles := g.fac.calls()
 	outcome.Store(outcomeExpired)
 	wait.Until(t, 30*time.Second, "the gate to ask again", func() bool {
