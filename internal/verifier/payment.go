@@ -96,6 +96,11 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		writeChallenge(w, r, http.StatusPaymentRequired, p.Version, reason, req)
 		return nil
 	}
+	if pm, handled := s.pendingRetry(w, r, st, route, p, req, resource, refuse); handled {
+		// The buyer asks again for a payment kept pending: it is
+		// answered as it was made, whatever a reload changed since.
+		return pm
+	}
 	if p.Scheme != x402.SchemeExact || p.Exact == nil {
 		return refuse(x402.ReasonInvalidScheme)
 	}
@@ -121,22 +126,6 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 		return nil
 	}
 	key := newAuthKey(route.Chain.CAIP2, route.asset(), auth.From.Hex(), p.Exact.Authorization.Nonce)
-	if pp, found, same, retryAfter := s.pending.claim(key, requestMethod(r), resource, s.now()); found {
-		// The buyer asks again for a payment kept pending.
-		switch {
-		case !same:
-			s.log.Debug("payment refused: pending for another request", "offer", route.Offer.Name, "method", pp.method, "resource", pp.uri)
-			return refuse(ReasonAuthorizationReused)
-		case retryAfter > 0:
-			pendingAnswer(r, retryAfter).write(w)
-			return nil
-		case !pp.sr.Success:
-			pp.pm.outcome(r, pp.sr).fail.write(w)
-			return nil
-		}
-		return &payment{s: s, st: st, route: route, p: p, req: req, amount: pp.pm.amount, payer: pp.pm.payer,
-			key: key, resource: resource, presettled: pp}
-	}
 	if auth.To != route.PayTo {
 		return refuse(x402.ReasonRecipientMismatch)
 	}
@@ -206,6 +195,36 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, route 
 	}
 	s.metrics.verified(route)
 	return pm
+}
+
+// pendingRetry answers a request that carries a payment kept pending (see
+// pending.go): handled is false when it carries none.
+func (s *Server) pendingRetry(w http.ResponseWriter, r *http.Request, st *state, route *Route, p *x402.Payment, req x402.Requirement, resource string,
+	refuse func(string) *payment) (pm *payment, handled bool) {
+	if p.Exact == nil {
+		return nil, false
+	}
+	auth, err := evm.AuthorizationFromWire(p.Exact.Authorization)
+	if err != nil {
+		return nil, false
+	}
+	key := newAuthKey(route.Chain.CAIP2, route.asset(), auth.From.Hex(), p.Exact.Authorization.Nonce)
+	pp, found, same, retryAfter := s.pending.claim(key, requestMethod(r), resource, s.now())
+	switch {
+	case !found:
+		return nil, false
+	case !same:
+		s.log.Debug("payment refused: pending for another request", "offer", route.Offer.Name, "method", pp.method, "resource", pp.uri)
+		return refuse(ReasonAuthorizationReused), true
+	case retryAfter > 0:
+		pendingAnswer(r, retryAfter).write(w)
+		return nil, true
+	case !pp.sr.Success:
+		pp.pm.outcome(r, pp.sr).fail.write(w)
+		return nil, true
+	}
+	return &payment{s: s, st: st, route: route, p: p, req: req, amount: pp.pm.amount, payer: pp.pm.payer,
+		key: key, resource: resource, presettled: pp}, true
 }
 
 // expiry is how long a used authorization is remembered: until a minute

@@ -244,3 +244,19 @@ func TestPendingPaymentRefusedAsExpiredStaysUnknown(t *testing.T) {
 		t.Fatalf("collected: %d %s, want 200", w.Code, w.Body)
 	}
 }
+
+// A pending payment is answered as it was made, also after a reload that
+// changed its route's price: the buyer paid the old price.
+func TestPendingPaymentCollectedAfterAPriceChange(t *testing.T) {
+	t.Parallel()
+	g, outcome, up, req := startPending(t)
+	doc := strings.Replace(proxyDoc(up.URL), `price: "0.01"`, `price: "0.02"`, 1)
+	if err := g.srv.ApplyConfig(compileYAML(t, g.evm, "facilitatorTimeout: 50ms\n"+doc)); err != nil {
+		t.Fatal(err)
+	}
+	outcome.Store(outcomeSettled)
+	w := collect(t, g, func() *http.Request { return req("/joke") })
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "sunny") {
+		t.Fatalf("collected after a price change: %d %s, want 200 and the kept answer", w.Code, w.Body)
+	}
+}
