@@ -10,28 +10,14 @@ import (
 
 	"github.com/obolstack/obol/internal/catalog"
 	"github.com/obolstack/obol/internal/evm"
-	"github.com/obolstack/obol/internal/verifier"
-	"github.com/obolstack/obol/internal/x402"
+	"github.com/obolstack/obol/internal/verifier/verifiertest"
 )
-
-type noFacilitator struct{}
-
-func (noFacilitator) Verify(context.Context, x402.VerifyRequest) (*x402.VerifyResponse, error) {
-	return nil, errors.New("not used")
-}
-func (noFacilitator) Settle(context.Context, x402.SettleRequest) (*x402.SettleResponse, error) {
-	return nil, errors.New("not used")
-}
 
 // Seller is a real verifier with three public routes (two paid) and a
 // private one.
 func seller(t *testing.T) *httptest.Server {
 	t.Helper()
-	srv, err := verifier.New(verifier.Options{NewFacilitator: func(string) (verifier.Facilitator, error) { return noFacilitator{}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := verifier.ParseAndCompile("pricing.yaml", []byte(`payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+	return verifiertest.Serve(t, `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
 facilitatorURL: http://127.0.0.1:4021
 upstream: http://127.0.0.1:9
@@ -49,16 +35,7 @@ routes:
     discovery: {public: false}
   - pattern: /health
     price: "0"
-`), nil, verifier.Environment{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ApplyConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
-	return ts
+`)
 }
 
 func TestReadVerifierOrigin(t *testing.T) {

@@ -3,8 +3,6 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,24 +46,7 @@ func TestVerifierKubeDiscovery(t *testing.T) {
 		})
 	}
 
-	srv, err := verifier.New(verifier.Options{
-		NewFacilitator: func(string) (verifier.Facilitator, error) { return noFacilitator{}, nil },
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	globals, err := verifier.ParseSpec("globals.yaml", []byte("facilitatorURL: http://127.0.0.1:4021\nunmatched: deny\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := verifier.NewKubeSource(verifier.KubeSourceOptions{Kubeconfig: kube.Kubeconfig, Namespace: ns, Globals: globals})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Start(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv := kubeVerifier(ctx, t, ns, verifier.Options{})
 	get := func(target string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://seller.example"+target, nil))

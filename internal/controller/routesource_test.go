@@ -2,7 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,17 +13,8 @@ import (
 
 	"github.com/obolstack/obol/internal/monetizeapi/v1alpha1"
 	"github.com/obolstack/obol/internal/verifier"
-	"github.com/obolstack/obol/internal/x402"
+	"github.com/obolstack/obol/internal/verifier/verifiertest"
 )
-
-type noFacilitator struct{}
-
-func (noFacilitator) Verify(context.Context, x402.VerifyRequest) (*x402.VerifyResponse, error) {
-	return nil, errors.New("not used")
-}
-func (noFacilitator) Settle(context.Context, x402.SettleRequest) (*x402.SettleResponse, error) {
-	return nil, errors.New("not used")
-}
 
 // The verifier's kube route source (internal/verifier/routesource_kube.go)
 // against the real API server and the real controller: published offers
@@ -55,25 +45,7 @@ func TestVerifierKubeRouteSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := verifier.New(verifier.Options{
-		NewFacilitator: func(string) (verifier.Facilitator, error) { return noFacilitator{}, nil },
-		Metrics:        metrics, Gatherer: reg,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	globals, err := verifier.ParseSpec("globals.yaml", []byte("facilitatorURL: http://127.0.0.1:4021\nunmatched: deny\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := verifier.NewKubeSource(verifier.KubeSourceOptions{Kubeconfig: kube.Kubeconfig, Namespace: ns, Globals: globals})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Start(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	srv := kubeVerifier(ctx, t, ns, verifier.Options{Metrics: metrics, Gatherer: reg})
 	routesOf := func() map[string]*verifier.Route {
 		m := map[string]*verifier.Route{}
 		if cfg := srv.Config(); cfg != nil {
@@ -148,4 +120,29 @@ func TestVerifierKubeRouteSource(t *testing.T) {
 	if !strings.Contains(m, `offer_name="news"`) {
 		t.Errorf("/metrics lost the series of the offer that stays:\n%s", m)
 	}
+}
+
+// kubeVerifier is a verifier (opts, with a facilitator that is never used
+// and a discarded log) whose routes are the ServiceOffers of namespace ns,
+// read by its kube route source until ctx ends.
+func kubeVerifier(ctx context.Context, t *testing.T, ns string, opts verifier.Options) *verifier.Server {
+	t.Helper()
+	opts.NewFacilitator = func(string) (verifier.Facilitator, error) { return verifiertest.UnusedFacilitator{}, nil }
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := verifier.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	globals, err := verifier.ParseSpec("globals.yaml", []byte("facilitatorURL: http://127.0.0.1:4021\nunmatched: deny\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := verifier.NewKubeSource(verifier.KubeSourceOptions{Kubeconfig: kube.Kubeconfig, Namespace: ns, Globals: globals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Start(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }

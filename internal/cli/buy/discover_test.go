@@ -12,18 +12,8 @@ import (
 	"github.com/obolstack/obol/internal/catalog"
 	"github.com/obolstack/obol/internal/cli/cmdutil"
 	"github.com/obolstack/obol/internal/evm"
-	"github.com/obolstack/obol/internal/verifier"
-	"github.com/obolstack/obol/internal/x402"
+	"github.com/obolstack/obol/internal/verifier/verifiertest"
 )
-
-type unusedFacilitator struct{}
-
-func (unusedFacilitator) Verify(context.Context, x402.VerifyRequest) (*x402.VerifyResponse, error) {
-	return nil, errors.New("not used")
-}
-func (unusedFacilitator) Settle(context.Context, x402.SettleRequest) (*x402.SettleResponse, error) {
-	return nil, errors.New("not used")
-}
 
 func TestNewCmdDiscoverParsesFlags(t *testing.T) {
 	f, _ := cmdutil.NewTestFactory()
@@ -39,11 +29,7 @@ func TestNewCmdDiscoverParsesFlags(t *testing.T) {
 }
 
 func TestDiscoverListsVerifierOffers(t *testing.T) {
-	srv, err := verifier.New(verifier.Options{NewFacilitator: func(string) (verifier.Facilitator, error) { return unusedFacilitator{}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := verifier.ParseAndCompile("pricing.yaml", []byte(`payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
+	ts := verifiertest.Serve(t, `payTo: 0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 chain: base-sepolia
 facilitatorURL: http://127.0.0.1:4021
 upstream: http://127.0.0.1:9
@@ -51,15 +37,7 @@ routes:
   - pattern: /weather/*
     price: "0.001"
     description: Weather now
-`), nil, verifier.Environment{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ApplyConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
+`)
 
 	ios, _, out, errOut := cmdutil.Test()
 	opts := &DiscoverOptions{IO: ios, Output: cmdutil.OutputTable, URL: ts.URL + "/anything", HTTPClient: ts.Client(), Registry: evm.NewRegistry()}

@@ -12,8 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/obolstack/obol/internal/evm"
-	"github.com/obolstack/obol/internal/verifier"
+	"github.com/obolstack/obol/internal/verifier/verifiertest"
 	"github.com/obolstack/obol/internal/x402"
 )
 
@@ -55,12 +54,7 @@ func TestBuyPayCollectsPendingSettlementFromVerifier(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	fac := &unreachableUntil{nonces: map[string]bool{}}
-	srv, err := verifier.New(verifier.Options{NewFacilitator: func(string) (verifier.Facilitator, error) { return fac, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	cfg, err := verifier.ParseAndCompile("pricing.yaml", []byte(`payTo: `+payTo.Hex()+`
+	srv := verifiertest.New(t, `payTo: `+payTo.Hex()+`
 chain: base-sepolia
 facilitatorURL: http://127.0.0.1:4021
 facilitatorTimeout: 50ms
@@ -68,13 +62,7 @@ upstream: `+upstream.URL+`
 routes:
   - pattern: /weather
     price: "0.001"
-`), evm.NewRegistry(), verifier.Environment{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ApplyConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
+`, fac)
 	// The facilitator comes back once the verifier has told the buyer its
 	// payment is pending.
 	var pendingAnswers atomic.Int32
