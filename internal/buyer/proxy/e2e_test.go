@@ -17,6 +17,7 @@ import (
 
 	"github.com/obolstack/obol/internal/buyer/proxy"
 	"github.com/obolstack/obol/internal/devstack"
+	"github.com/obolstack/obol/internal/x402"
 )
 
 // The buyer proxy against the real thing: the dev chain with obol's token,
@@ -38,14 +39,7 @@ func TestProxyPaysRealVerifierOnDevChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	u := proxy.UpstreamConfig{Name: "demo", Endpoint: st.VerifierURL, Network: st.Token.Chain, PayTo: st.Seller.Address.Hex(),
-		Asset: st.Token.Address.Hex(), Price: st.PriceAtomic.String(), EIP712Name: st.Token.EIP712Name,
-		EIP712Version: st.Token.EIP712Version, PreSignedAuths: auths}
-	b, _ := yaml.Marshal(u)
-	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := demoUpstreamDir(t, st, auths)
 	statePath := filepath.Join(t.TempDir(), "state.json")
 	start := func() *httptest.Server {
 		t.Helper()
@@ -121,14 +115,7 @@ func TestSpreadPoolPaysRealVerifierWindowByWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	u := proxy.UpstreamConfig{Name: "demo", Endpoint: st.VerifierURL, Network: st.Token.Chain, PayTo: st.Seller.Address.Hex(),
-		Asset: st.Token.Address.Hex(), Price: st.PriceAtomic.String(), EIP712Name: st.Token.EIP712Name,
-		EIP712Version: st.Token.EIP712Version, PreSignedAuths: auths}
-	b, _ := yaml.Marshal(u)
-	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := demoUpstreamDir(t, st, auths)
 	s, err := proxy.New(proxy.Options{ConfigDir: dir, Registry: st.Registry})
 	if err != nil {
 		t.Fatal(err)
@@ -182,4 +169,19 @@ func TestSpreadPoolPaysRealVerifierWindowByWindow(t *testing.T) {
 	if got, want := new(big.Int).Sub(after, before), new(big.Int).Mul(st.PriceAtomic, big.NewInt(2)); got.Cmp(want) != 0 {
 		t.Fatalf("seller received %s atomic units, want exactly %s ", got, want)
 	}
+}
+
+// demoUpstreamDir is a buyer config directory with one upstream, "demo":
+// the dev stack's verifier, paid with auths.
+func demoUpstreamDir(t *testing.T, st *devstack.Stack, auths []x402.ExactEVMPayload) string {
+	t.Helper()
+	dir := t.TempDir()
+	u := proxy.UpstreamConfig{Name: "demo", Endpoint: st.VerifierURL, Network: st.Token.Chain, PayTo: st.Seller.Address.Hex(),
+		Asset: st.Token.Address.Hex(), Price: st.PriceAtomic.String(), EIP712Name: st.Token.EIP712Name,
+		EIP712Version: st.Token.EIP712Version, PreSignedAuths: auths}
+	b, _ := yaml.Marshal(u)
+	if err := os.WriteFile(filepath.Join(dir, "demo.yaml"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
