@@ -15,6 +15,15 @@ const (
 	HeaderForwardedProto  = "X-Forwarded-Proto"
 )
 
+// buyerMethod is the method of the buyer's request: Traefik's
+// X-Forwarded-Method in forward-auth mode (when set), else the request's.
+func buyerMethod(r *http.Request, cfg *Config) string {
+	if m := r.Header.Get(HeaderForwardedMethod); m != "" && cfg.Mode == ModeForwardAuth {
+		return m
+	}
+	return r.Method
+}
+
 // serveForwardAuth is /verify in forwardAuth mode. Traefik sends the
 // original request's headers; a 2xx lets the request through, anything else
 // is returned to the buyer as is. Fails closed: without X-Forwarded-Uri
@@ -45,10 +54,7 @@ func (s *Server) serveForwardAuth(w http.ResponseWriter, r *http.Request, st *st
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	method := r.Header.Get(HeaderForwardedMethod)
-	if method == "" {
-		method = r.Method
-	}
+	method := buyerMethod(r, cfg)
 	if route.Free || isPreflight(method, r.Header) {
 		// Preflights carry no payment; the upstream (or a CORS
 		// middleware) answers them.

@@ -209,7 +209,7 @@ func (s *Server) pendingRetry(w http.ResponseWriter, r *http.Request, st *state,
 		return nil, false
 	}
 	key := newAuthKey(route.Chain.CAIP2, route.asset(), auth.From.Hex(), p.Exact.Authorization.Nonce)
-	pp, found, same, retryAfter := s.pending.claim(key, requestMethod(r), resource, s.now())
+	pp, found, same, retryAfter := s.pending.claim(key, buyerMethod(r, st.cfg), resource, s.now())
 	switch {
 	case !found:
 		return nil, false

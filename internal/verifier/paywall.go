@@ -54,11 +54,7 @@ func (s *Server) writeUnpaid(w http.ResponseWriter, r *http.Request, st *state, 
 	a := challengeAnswer(r, http.StatusPaymentRequired, version, msg, req)
 	a.header.Add("Vary", "Accept")
 	if a.status == http.StatusPaymentRequired && prefersHTML(r.Header.Values("Accept")) {
-		method := r.Method
-		if st.cfg.Mode == ModeForwardAuth && r.Header.Get(HeaderForwardedMethod) != "" {
-			method = r.Header.Get(HeaderForwardedMethod)
-		}
-		body, err := renderPaywall(route, req.Resource.URL, method, a.body)
+		body, err := renderPaywall(route, req.Resource.URL, buyerMethod(r, st.cfg), a.body)
 		if err != nil {
 			s.log.Error("render paywall page; answering with the JSON challenge", "offer", route.Offer.Name, "err", err)
 		} else {

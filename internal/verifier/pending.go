@@ -149,7 +149,7 @@ func (ps *pendingSet) unknown() int {
 // the set is full (or closed): the payment is then lost to the buyer.
 func (ps *pendingSet) add(pm *payment, r *http.Request, uri string, answer *storedAnswer) (*pendingPayment, bool) {
 	now := pm.s.now()
-	p := &pendingPayment{pm: pm, method: requestMethod(r), uri: uri, state: pendingUnknown,
+	p := &pendingPayment{pm: pm, method: buyerMethod(r, pm.st.cfg), uri: uri, state: pendingUnknown,
 		nextAsk: now.Add(pendingAskFirst), until: pm.expires.Add(pendingGiveUp)}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -167,14 +167,6 @@ func (ps *pendingSet) add(pm *payment, r *http.Request, uri string, answer *stor
 	ps.wg.Add(1)
 	go ps.reconcile(p)
 	return p, true
-}
-
-// requestMethod is the buyer's method: Traefik's in forward-auth mode.
-func requestMethod(r *http.Request) string {
-	if m := r.Header.Get(HeaderForwardedMethod); m != "" {
-		return m
-	}
-	return r.Method
 }
 
 // drop forgets p (its answer was delivered, or the record expired).
