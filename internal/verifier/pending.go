@@ -169,7 +169,8 @@ func (ps *pendingSet) add(pm *payment, r *http.Request, uri string, answer *stor
 	return p, true
 }
 
-// drop forgets p (its answer was delivered, or the record expired).
+// dropLocked forgets p (its answer was delivered, or the record expired);
+// the caller holds ps.mu.
 func (ps *pendingSet) dropLocked(p *pendingPayment) {
 	if ps.m[p.pm.key] != p {
 		return
